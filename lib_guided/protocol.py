@@ -1,0 +1,59 @@
+"""The small interface the core needs from a latent diffusion model.
+
+The WebUI adapter, the diffusers adapter and the tests' tiny models all provide it, so GradOP,
+region control and inversion never see which framework is underneath.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+# A text conditioning: a tensor [B, L, D] (SD 1.x/2.x) or a dict of tensors (SDXL: crossattn + vector).
+Cond = torch.Tensor | dict
+
+
+@runtime_checkable
+class DiffusionModel(Protocol):
+    sigma_table: torch.Tensor  # ascending sigmas of the training timesteps (float64)
+    vae_scale_factor: int  # image pixels per latent pixel
+    evals: int  # UNet forward calls so far (a batched call counts once)
+
+    def eps(self, x: torch.Tensor, sigma: torch.Tensor, cond: Cond) -> torch.Tensor:
+        """Noise prediction for sigma-space ``x`` (``x = x0 + sigma * eps``), one sigma per row."""
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        """Image [B,3,H,W] in about [0, 1], differentiable with respect to ``latent``."""
+
+    def encode(self, image: torch.Tensor) -> torch.Tensor:
+        """Latent (already multiplied by the VAE scaling factor) of an image in [0, 1]."""
+
+    def encode_prompt(self, prompts: Sequence[str]) -> Cond: ...
+
+    def attention_modules(self) -> list[tuple[str, nn.Module]]:
+        """Cross-attention modules (those exposing to_q, to_k, to_v, to_out, heads)."""
+
+    def token_positions(self, prompt: str, phrase: str) -> list[int]:
+        """Indices in the encoded prompt of the tokens of ``phrase`` (empty if absent)."""
+
+
+def cat_conds(conds: Sequence[Cond]) -> Cond:
+    """Concatenate conditionings along the batch axis (tensors or SDXL-style dicts)."""
+    first = conds[0]
+    if isinstance(first, dict):
+        return {k: torch.cat([c[k] for c in conds]) for k in first}
+    return torch.cat(list(conds))
+
+
+def repeat_cond(cond: Cond, batch: int) -> Cond:
+    """Expand a single-row conditioning to ``batch`` rows (no-op when it already has them)."""
+    if isinstance(cond, dict):
+        return {k: repeat_cond(v, batch) for k, v in cond.items()}
+    if cond.shape[0] == batch:
+        return cond
+    if cond.shape[0] != 1:
+        raise ValueError(f"cond: batch {cond.shape[0]} cannot be expanded to {batch}")
+    return cond.expand(batch, *cond.shape[1:])
