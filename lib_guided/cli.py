@@ -1,0 +1,171 @@
+"""``python -m lib_guided``: stroke-guided generation and AIDI editing from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .errors import GuidedInputError
+from .gradop import TARGETS, GradOPSettings
+from .inversion import SOLVERS, InversionSettings
+from .metrics import psnr
+from .pipeline import METHODS, edit_image, generate
+from .strokes import load_strokes
+
+
+def parse_palette_entry(text: str, index: int) -> dict:
+    """``"#d03030=red barn:1.5"`` -> {"color": "#d03030", "phrase": "red barn", "weight": 1.5}."""
+    colour, sep, rest = text.partition("=")
+    if not sep:
+        raise GuidedInputError(f"palette[{index}]", f"expected COLOR=PHRASE[:WEIGHT], got {text!r}")
+    phrase, weight = rest, "1.0"
+    if ":" in rest:
+        phrase, _, weight = rest.rpartition(":")
+    try:
+        value = float(weight)
+    except ValueError:
+        raise GuidedInputError(f"palette[{index}].weight", f"not a number: {weight!r}") from None
+    return {"color": colour.strip(), "phrase": phrase.strip(), "weight": value}
+
+
+def image_to_tensor(path: str | Path) -> torch.Tensor:
+    try:
+        array = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
+    except (OSError, ValueError) as exc:
+        raise GuidedInputError("image", f"cannot read {path}: {exc}") from None
+    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0)
+
+
+def save_image(tensor: torch.Tensor, path: str | Path) -> None:
+    array = (tensor.clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def load_model(folder: str | None):
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    from .diffusers_adapter import DiffusersModel
+
+    # their load-time notices (e.g. "accelerate not found") would bury our own messages
+    diffusers_logging.set_verbosity_error()
+    transformers_logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+
+    if folder is None:
+        from .lab.shipped import shipped_model_folder
+
+        folder = shipped_model_folder()
+    return DiffusersModel.from_pretrained(folder)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lib_guided", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="prompt + stroke painting + palette -> image")
+    gen.add_argument("--model", help="diffusers folder (default: the shipped lab model)")
+    gen.add_argument("--prompt", required=True)
+    gen.add_argument("--negative-prompt", default="")
+    gen.add_argument("--strokes", help="stroke painting (PNG/JPEG, RGBA: transparent = unpainted)")
+    gen.add_argument("--palette", action="append", default=[], metavar="COLOR=PHRASE[:WEIGHT]",
+                     help="bind a stroke colour to a phrase; repeat for several")
+    gen.add_argument("--method", choices=METHODS, default="gradop+")
+    gen.add_argument("--width", type=int)
+    gen.add_argument("--height", type=int)
+    gen.add_argument("--steps", type=int, default=50)
+    gen.add_argument("--cfg", type=float, default=7.5)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--strength", type=float, default=0.8)
+    gen.add_argument("--injection-steps", type=int, default=3)
+    gen.add_argument("--adam-steps", type=int, default=12)
+    gen.add_argument("--lr", type=float, default=0.1)
+    gen.add_argument("--target", choices=TARGETS, default="x0")
+    gen.add_argument("--painting", choices=("blur", "median-quantize"), default="blur")
+    gen.add_argument("--region-weight", type=float, default=1.0)
+    gen.add_argument("--out", required=True)
+
+    ed = sub.add_parser("edit", help="invert a real image (AIDI) and edit it with a new prompt")
+    ed.add_argument("--model", help="diffusers folder (default: the shipped lab model)")
+    ed.add_argument("--image", required=True)
+    ed.add_argument("--source-prompt", required=True, help="what the image shows")
+    ed.add_argument("--prompt", required=True, help="what it should show")
+    ed.add_argument("--negative-prompt", default="")
+    ed.add_argument("--solver", choices=SOLVERS, default="aidi-a")
+    ed.add_argument("--steps", type=int, default=20)
+    ed.add_argument("--inversion-cfg", type=float, default=1.0)
+    ed.add_argument("--edit-cfg", type=float, default=7.5)
+    ed.add_argument("--strength", type=float, default=1.0, help="how deep to invert (1 = to pure noise)")
+    ed.add_argument("--tol", type=float)
+    ed.add_argument("--max-iter", type=int)
+    ed.add_argument("--window", type=int, default=3)
+    ed.add_argument("--mask", help="blend mask image: white = edit here, black = keep")
+    ed.add_argument("--eta", type=float, default=0.0)
+    ed.add_argument("--seed", type=int, default=0)
+    ed.add_argument("--report", action="store_true", help="print reconstruction PSNR and model evaluations")
+    ed.add_argument("--out", required=True)
+    return parser
+
+
+def run_generate(args: argparse.Namespace) -> dict:
+    # check the cheap inputs before the slow model load
+    strokes = load_strokes(args.strokes) if args.strokes else None
+    width = args.width or (strokes.width if strokes else 512)
+    height = args.height or (strokes.height if strokes else 512)
+    settings = GradOPSettings(strength=args.strength, injection_steps=args.injection_steps,
+                              adam_steps=args.adam_steps, lr=args.lr, target=args.target)
+    palette = [parse_palette_entry(text, i) for i, text in enumerate(args.palette)]
+    model = load_model(args.model)
+    result = generate(
+        model, args.prompt, strokes=strokes, palette=palette, method=args.method,
+        negative_prompt=args.negative_prompt, width=width, height=height, steps=args.steps,
+        cfg=args.cfg, seed=args.seed, gradop=settings, painting=args.painting,
+        region_weight=args.region_weight,
+    )
+    save_image(result.images, args.out)
+    return {"out": args.out, "prompt": result.prompt, "model_evals": result.model_evals}
+
+
+def run_edit(args: argparse.Namespace) -> dict:
+    model = load_model(args.model)
+    image = image_to_tensor(args.image)
+    extra = {k: v for k, v in (("tol", args.tol), ("max_iter", args.max_iter)) if v is not None}
+    settings = InversionSettings(solver=args.solver, steps=args.steps, inversion_cfg=args.inversion_cfg,
+                                 window=args.window, **extra)
+    mask = image_to_tensor(args.mask).mean(dim=1, keepdim=True) if args.mask else None
+    result = edit_image(
+        model, image, args.source_prompt, args.prompt, inversion=settings, edit_cfg=args.edit_cfg,
+        strength=args.strength, negative_prompt=args.negative_prompt, mask=mask, eta=args.eta,
+        seed=args.seed, with_reconstruction=args.report,
+    )
+    save_image(result.image, args.out)
+    summary = {"out": args.out, "inversion_evals": result.inversion_evals, "edit_evals": result.edit_evals}
+    if args.report:
+        steps = len(result.evals_per_step)
+        summary.update(
+            reconstruction_psnr=round(psnr(result.reconstruction, image), 3),
+            vae_ceiling_psnr=round(psnr(model.decode(model.encode(image)).clamp(0, 1), image), 3),
+            inversion_steps=steps,
+            evals_per_inversion_step=round(result.inversion_evals / max(steps, 1), 3),
+        )
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        with torch.no_grad():
+            summary = run_generate(args) if args.command == "generate" else run_edit(args)
+    except (GuidedInputError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2))
+    return 0

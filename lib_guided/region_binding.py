@@ -1,0 +1,46 @@
+"""Turn "colour -> phrase, weight" bindings into per-token attention masks for region control."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .attention import RegionControl
+from .protocol import DiffusionModel
+from .sampler import StepHook
+from .strokes import BoundRegion
+
+
+def prompt_with_phrases(prompt: str, phrases: Sequence[str]) -> str:
+    """Append bound phrases the prompt does not already contain, so their tokens exist to attend to."""
+    missing = [p for p in phrases if p.strip().lower() not in prompt.lower()]
+    parts = [prompt.strip()] + missing if prompt.strip() else missing
+    return ", ".join(parts)
+
+
+def token_masks(
+    model: DiffusionModel,
+    prompt: str,
+    regions: Sequence[BoundRegion],
+    masks: dict[str, torch.Tensor],
+    region_weight: float,
+) -> dict[int, torch.Tensor]:
+    """Token index -> region mask times (region weight x binding weight); tokens of all phrases."""
+    out: dict[int, torch.Tensor] = {}
+    for region in regions:
+        scale = region_weight * region.weight
+        for position in model.token_positions(prompt, region.phrase):
+            mask = masks[region.hex] * scale
+            out[position] = torch.maximum(out[position], mask) if position in out else mask
+    return out
+
+
+class RegionControlHook(StepHook):
+    """Tells region control the sigma of each model call; cond rows come first in the batch."""
+
+    def __init__(self, control: RegionControl):
+        self.control = control
+
+    def before_model(self, step, sigma, x):
+        self.control.set_step(sigma, cond_rows=x.shape[0])
