@@ -107,9 +107,10 @@ def generate(
             latents = sample(model, noise * float(sigmas[0]), sigmas, cond, uncond, cfg, hooks=hooks)
         else:
             target, painted = resize_strokes(painting_strokes, width, height)
-            paint_fn = make_painting(painting, palette=[c.rgb for c in found]) if painting != "blur" else (
-                make_painting("blur")
-            )
+            if painting == "blur":
+                paint_fn = make_painting("blur")
+            else:
+                paint_fn = make_painting(painting, palette=[c.rgb for c in found])
             decode = decoder or model.decode
             if method == "sdedit":
                 start = start_index_for_strength(steps, gradop.strength)
