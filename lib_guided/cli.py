@@ -15,23 +15,9 @@ from .errors import GuidedInputError
 from .gradop import TARGETS, GradOPSettings
 from .inversion import SOLVERS, InversionSettings
 from .metrics import psnr
+from .params import parse_palette_item
 from .pipeline import METHODS, edit_image, generate
 from .strokes import load_strokes
-
-
-def parse_palette_entry(text: str, index: int) -> dict:
-    """``"#d03030=red barn:1.5"`` -> {"color": "#d03030", "phrase": "red barn", "weight": 1.5}."""
-    colour, sep, rest = text.partition("=")
-    if not sep:
-        raise GuidedInputError(f"palette[{index}]", f"expected COLOR=PHRASE[:WEIGHT], got {text!r}")
-    phrase, weight = rest, "1.0"
-    if ":" in rest:
-        phrase, _, weight = rest.rpartition(":")
-    try:
-        value = float(weight)
-    except ValueError:
-        raise GuidedInputError(f"palette[{index}].weight", f"not a number: {weight!r}") from None
-    return {"color": colour.strip(), "phrase": phrase.strip(), "weight": value}
 
 
 def image_to_tensor(path: str | Path) -> torch.Tensor:
@@ -122,7 +108,7 @@ def run_generate(args: argparse.Namespace) -> dict:
     height = args.height or (strokes.height if strokes else 512)
     settings = GradOPSettings(strength=args.strength, injection_steps=args.injection_steps,
                               adam_steps=args.adam_steps, lr=args.lr, target=args.target)
-    palette = [parse_palette_entry(text, i) for i, text in enumerate(args.palette)]
+    palette = [parse_palette_item(text, i) for i, text in enumerate(args.palette)]
     model = load_model(args.model)
     result = generate(
         model, args.prompt, strokes=strokes, palette=palette, method=args.method,

@@ -1,0 +1,264 @@
+"""The extension's parameters: one declaration drives validation, the UI, the API and the infotext.
+
+Each :class:`Field` says its type, default, range, UI label and infotext key; :class:`GuidedParams`
+is the validated value object the WebUI adapter and the API build from user input.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+from .errors import GuidedInputError
+from .gradop import TARGETS, GradOPSettings
+from .inversion import SOLVERS, InversionSettings
+
+MODES = ("off", "strokes", "edit")
+PAINTINGS = ("blur", "median-quantize")
+DECODERS = ("full", "full-checkpointed", "linear", "tiny")
+BLEND_MASKS = ("none", "inpaint", "auto")
+HIRES_PASSES = ("first", "second", "both")
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    kind: type  # bool, int, float, str, list (palette) or object (image)
+    default: Any
+    label: str
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    choices: tuple[str, ...] | None = None
+    infotext: str | None = None  # key in the PNG info; None = not written (the painting)
+    help: str = ""
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("enabled", bool, False, "Enable guided synthesis", infotext="Guided enabled"),
+    Field("mode", str, "strokes", "Mode", choices=MODES, infotext="Guided mode"),
+    Field("strokes", object, None, "Stroke painting", help="image, or base64 PNG/JPEG in the API"),
+    Field(
+        "palette",
+        list,
+        (),
+        "Palette",
+        infotext="Guided palette",
+        help='list of {"color": "#rrggbb", "phrase": str, "weight": float}',
+    ),
+    Field(
+        "strength",
+        float,
+        0.8,
+        "Strength (start = steps x (1 - strength))",
+        0.0,
+        1.0,
+        0.01,
+        infotext="Guided strength",
+    ),
+    Field("injection_steps", int, 3, "Injection steps K", 0, 20, 1, infotext="Guided K"),
+    Field("adam_steps", int, 12, "Adam steps N", 0, 100, 1, infotext="Guided N"),
+    Field("lr", float, 0.1, "Learning rate", 0.001, 1.0, 0.001, infotext="Guided lr"),
+    Field("blur_size", int, 0, "Blur kernel at 512px (0 = auto: 35)", 0, 101, 2, infotext="Guided blur"),
+    Field("painting", str, "blur", "Painting function", choices=PAINTINGS, infotext="Guided painting"),
+    Field("target", str, "x0", "Gradient target", choices=TARGETS, infotext="Guided target"),
+    Field("decoder", str, "full", "Decoder for the gradient", choices=DECODERS, infotext="Guided decoder"),
+    Field(
+        "region_weight", float, 1.0, "Region control weight", 0.0, 10.0, 0.05, infotext="Guided region weight"
+    ),
+    Field(
+        "colour_tolerance",
+        float,
+        24.0,
+        "Colour tolerance",
+        1.0,
+        128.0,
+        1.0,
+        infotext="Guided colour tolerance",
+    ),
+    Field("hires_pass", str, "first", "Hires fix pass", choices=HIRES_PASSES, infotext="Guided hires pass"),
+    Field("source_prompt", str, "", "Source prompt (what the image shows)", infotext="Guided source prompt"),
+    Field("inversion_cfg", float, 1.0, "Inversion CFG", 0.0, 30.0, 0.1, infotext="Guided inversion CFG"),
+    Field("edit_cfg", float, 7.5, "Edit CFG", 0.0, 30.0, 0.1, infotext="Guided edit CFG"),
+    Field("solver", str, "aidi-a", "Inversion solver", choices=SOLVERS, infotext="Guided solver"),
+    Field("max_iter", int, 10, "Iterations cap", 1, 100, 1, infotext="Guided max iter"),
+    Field("tol", float, 1e-3, "Residual tolerance", 1e-8, 1.0, None, infotext="Guided tol"),
+    Field("window", int, 3, "Anderson window", 1, 10, 1, infotext="Guided window"),
+    Field("blend_mask", str, "none", "Blend mask", choices=BLEND_MASKS, infotext="Guided blend mask"),
+    Field("eta", float, 0.0, "Stochastic eta", 0.0, 1.0, 0.01, infotext="Guided eta"),
+    Field(
+        "return_reconstruction",
+        bool,
+        False,
+        "Also return the reconstruction and its PSNR",
+        infotext="Guided reconstruction",
+    ),
+)
+FIELD_BY_NAME = {f.name: f for f in FIELDS}
+
+
+@dataclass(frozen=True)
+class GuidedParams:
+    enabled: bool = False
+    mode: str = "strokes"
+    strokes: Any = None
+    palette: tuple = ()
+    strength: float = 0.8
+    injection_steps: int = 3
+    adam_steps: int = 12
+    lr: float = 0.1
+    blur_size: int = 0
+    painting: str = "blur"
+    target: str = "x0"
+    decoder: str = "full"
+    region_weight: float = 1.0
+    colour_tolerance: float = 24.0
+    hires_pass: str = "first"
+    source_prompt: str = ""
+    inversion_cfg: float = 1.0
+    edit_cfg: float = 7.5
+    solver: str = "aidi-a"
+    max_iter: int = 10
+    tol: float = 1e-3
+    window: int = 3
+    blend_mask: str = "none"
+    eta: float = 0.0
+    return_reconstruction: bool = False
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            object.__setattr__(self, f.name, coerce(FIELD_BY_NAME[f.name], getattr(self, f.name)))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> GuidedParams:
+        """From the API's named form; unknown keys are an error (a typo must not be ignored)."""
+        if not isinstance(values, dict):
+            raise GuidedInputError(
+                "args", f"expected a dict of named parameters, got {type(values).__name__}"
+            )
+        unknown = sorted(set(values) - set(FIELD_BY_NAME))
+        if unknown:
+            raise GuidedInputError(unknown[0], f"unknown parameter; known: {', '.join(FIELD_BY_NAME)}")
+        return cls(**values)
+
+    @classmethod
+    def from_positional(cls, values: list | tuple) -> GuidedParams:
+        """From the UI's positional args, in :data:`FIELDS` order (missing trailing ones: defaults)."""
+        if len(values) > len(FIELDS):
+            raise GuidedInputError(
+                "args", f"expected at most {len(FIELDS)} positional args, got {len(values)}"
+            )
+        return cls(**{f.name: v for f, v in zip(FIELDS, values, strict=False)})
+
+    def gradop_settings(self) -> GradOPSettings:
+        return GradOPSettings(self.strength, self.injection_steps, self.adam_steps, self.lr, self.target)
+
+    def inversion_settings(self, steps: int) -> InversionSettings:
+        return InversionSettings(self.solver, steps, self.inversion_cfg, self.tol, self.max_iter, self.window)
+
+    def infotext(self) -> dict[str, Any]:
+        """PNG-info entries (the painting itself is not stored: it says so)."""
+        out: dict[str, Any] = {}
+        for f in FIELDS:
+            if f.infotext is None:
+                continue
+            value = getattr(self, f.name)
+            out[f.infotext] = format_palette(value) if f.name == "palette" else value
+        out["Guided strokes"] = "not stored (paste the painting again)"
+        return out
+
+
+def coerce(field: Field, value: Any) -> Any:
+    """Validate one value against its field, converting API-friendly forms (e.g. "0.5", 1 -> True)."""
+    if value is None:
+        value = field.default
+    if field.kind is object:
+        return value
+    if field.kind is list:
+        return parse_palette(value)
+    if field.kind is bool:
+        return _as_bool(field, value)
+    if field.kind is str:
+        if not isinstance(value, str):
+            raise GuidedInputError(field.name, f"expected text, got {type(value).__name__}")
+        if field.choices is not None:
+            value = value.strip().lower()
+            if value not in field.choices:
+                raise GuidedInputError(
+                    field.name, f"must be one of {', '.join(field.choices)}, got {value!r}"
+                )
+        return value
+    return _as_number(field, value)
+
+
+def _as_bool(field: Field, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+        return value.strip().lower() in ("true", "1", "yes")
+    raise GuidedInputError(field.name, f"expected true or false, got {value!r}")
+
+
+def _as_number(field: Field, value: Any) -> int | float:
+    if isinstance(value, bool):
+        raise GuidedInputError(field.name, f"expected a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise GuidedInputError(field.name, f"expected a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise GuidedInputError(field.name, f"must be finite, got {value!r}")
+    if field.kind is int:
+        if number != int(number):
+            raise GuidedInputError(field.name, f"expected a whole number, got {value!r}")
+        number = int(number)
+    if (field.low is not None and number < field.low) or (field.high is not None and number > field.high):
+        raise GuidedInputError(field.name, f"must be in [{field.low:g}, {field.high:g}], got {value!r}")
+    return number
+
+
+def parse_palette(value: Any) -> tuple:
+    """A palette from a list of dicts, or from its infotext form ``#d03030=red barn:1.0; ...``."""
+    if isinstance(value, str):
+        value = [
+            parse_palette_item(part, i) for i, part in enumerate(p for p in value.split(";") if p.strip())
+        ]
+    if not isinstance(value, (list, tuple)):
+        raise GuidedInputError("palette", f"expected a list of colour bindings, got {type(value).__name__}")
+    out = []
+    for i, item in enumerate(value):
+        if isinstance(item, dict):
+            out.append({"weight": 1.0, **item})  # one canonical form, so params compare equal
+        elif isinstance(item, (list, tuple)) and len(item) in (2, 3):
+            out.append({"color": item[0], "phrase": item[1], "weight": item[2] if len(item) == 3 else 1.0})
+        else:
+            raise GuidedInputError(
+                f"palette[{i}]", f"expected a dict with color, phrase, weight; got {item!r}"
+            )
+    return tuple(out)
+
+
+def parse_palette_item(text: str, index: int) -> dict:
+    colour, sep, rest = text.strip().partition("=")
+    if not sep:
+        raise GuidedInputError(f"palette[{index}]", f"expected COLOR=PHRASE[:WEIGHT], got {text.strip()!r}")
+    phrase, weight = rest, "1"
+    if ":" in rest:
+        phrase, _, weight = rest.rpartition(":")
+    try:
+        value = float(weight)
+    except ValueError:
+        raise GuidedInputError(f"palette[{index}].weight", f"not a number: {weight!r}") from None
+    return {"color": colour.strip(), "phrase": phrase.strip(), "weight": value}
+
+
+def format_palette(palette: tuple) -> str:
+    """Infotext form, parsed back by :func:`parse_palette`; ``;`` and ``=`` are separators."""
+    parts = []
+    for item in palette:
+        phrase = str(item.get("phrase", "")).replace(";", ",").replace("=", " ")
+        parts.append(f"{item.get('color')}={phrase}:{float(item.get('weight', 1.0)):g}")
+    return "; ".join(parts)

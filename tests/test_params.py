@@ -1,0 +1,64 @@
+import math
+
+import pytest
+
+from lib_guided.errors import GuidedInputError
+from lib_guided.params import FIELDS, GuidedParams, format_palette, parse_palette
+
+PALETTE = [{"color": "#d03030", "phrase": "red barn", "weight": 1.5}, {"color": "#3050c0", "phrase": "lake"}]
+
+
+def test_defaults_match_the_reference_and_the_core_settings():
+    p = GuidedParams()
+    assert (p.strength, p.injection_steps, p.adam_steps, p.lr) == (0.8, 3, 12, 0.1)
+    assert (p.inversion_cfg, p.edit_cfg, p.solver) == (1.0, 7.5, "aidi-a")
+    assert p.gradop_settings().injection_range(50) == range(10, 13)
+    assert p.inversion_settings(20).steps == 20
+    assert [f.name for f in FIELDS] == list(GuidedParams.__dataclass_fields__)
+
+
+def test_named_and_positional_forms_agree():
+    named = GuidedParams.from_dict({"enabled": True, "mode": "strokes", "palette": PALETTE, "lr": "0.05"})
+    positional = GuidedParams.from_positional([True, "strokes", None, PALETTE, 0.8, 3, 12, 0.05])
+    assert named == positional
+    assert named.lr == 0.05 and named.palette[1] == {"color": "#3050c0", "phrase": "lake", "weight": 1.0}
+
+
+def test_infotext_round_trips_every_written_field():
+    p = GuidedParams(enabled=True, palette=PALETTE, strength=0.65, solver="aidi-e", tol=1e-4, eta=0.2)
+    info = p.infotext()
+    assert info["Guided strokes"].startswith("not stored")
+    restored = {f.name: info[f.infotext] for f in FIELDS if f.infotext}
+    back = GuidedParams(**restored)
+    assert back == GuidedParams(**{**p.__dict__, "strokes": None})
+    assert format_palette(back.palette) == "#d03030=red barn:1.5; #3050c0=lake:1"
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"strength": 1.5}, "strength"),
+        ({"adam_steps": 2.5}, "adam_steps"),
+        ({"lr": math.nan}, "lr"),
+        ({"lr": "fast"}, "lr"),
+        ({"solver": "newton"}, "solver"),
+        ({"enabled": "maybe"}, "enabled"),
+        ({"wieght": 1}, "wieght"),
+        ({"palette": "red barn"}, "palette[0]"),
+        ({"palette": [{"color": "#fff"}, 3]}, "palette[1]"),
+        ({"edit_cfg": -1}, "edit_cfg"),
+    ],
+)
+def test_bad_values_name_their_field(values, field):
+    with pytest.raises(GuidedInputError) as err:
+        GuidedParams.from_dict(values)
+    assert err.value.field == field, str(err.value)
+
+
+def test_palette_text_form():
+    assert parse_palette("#d03030=red barn:2; #3050c0=lake") == (
+        {"color": "#d03030", "phrase": "red barn", "weight": 2.0},
+        {"color": "#3050c0", "phrase": "lake", "weight": 1.0},
+    )
+    with pytest.raises(GuidedInputError, match=r"palette\[0\]\.weight"):
+        parse_palette("#d03030=barn:heavy")
