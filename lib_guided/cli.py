@@ -17,7 +17,7 @@ from .inversion import SOLVERS, InversionSettings
 from .metrics import psnr
 from .params import parse_palette_item
 from .pipeline import METHODS, edit_image, generate
-from .strokes import load_strokes
+from .stroke_io import load_strokes
 
 
 def image_to_tensor(path: str | Path) -> torch.Tensor:

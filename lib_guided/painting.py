@@ -16,8 +16,8 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 import torch.nn.functional as F
 
+from lib_guided.colors import parse_color
 from lib_guided.errors import GuidedInputError
-from lib_guided.strokes import parse_color
 
 REFERENCE_SIDE = 512
 REFERENCE_KERNEL_SIZE = 35

@@ -15,11 +15,14 @@ from .errors import GuidedInputError
 from .gradop import GradOPPlus, GradOPSettings, gradop_relaxed
 from .inversion import InversionSettings, edit, invert
 from .painting import make_painting
+from .palette import colour_masks, extract_palette
 from .protocol import DiffusionModel
 from .region_binding import RegionControlHook, prompt_with_phrases, token_masks
 from .sampler import gaussian_like, noised_start, sample
 from .schedules import ddim_sigmas, start_index_for_strength
-from .strokes import colour_masks, extract_palette, load_strokes, resize_strokes, resolve_palette
+from .stroke_io import load_strokes
+from .stroke_resize import resize_strokes
+from .user_palette import resolve_palette
 
 METHODS = ("gradop+", "gradop", "sdedit", "text")
 

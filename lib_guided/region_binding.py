@@ -9,7 +9,7 @@ import torch
 from .attention import RegionControl
 from .protocol import DiffusionModel
 from .sampler import StepHook
-from .strokes import BoundRegion
+from .user_palette import BoundRegion
 
 
 def prompt_with_phrases(prompt: str, phrases: Sequence[str]) -> str:
