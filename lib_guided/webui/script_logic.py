@@ -1,0 +1,184 @@
+"""What the "Guided Synthesis" script does at each WebUI hook; scripts/guided_synthesis.py delegates here."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+import torch
+
+from ..attention import RegionControl
+from ..errors import GuidedInputError
+from ..metrics import psnr
+from ..painting import BlurPainting, make_painting
+from ..palette import colour_masks, extract_palette
+from ..params import GuidedParams
+from ..region_binding import prompt_with_phrases, token_masks
+from ..stroke_io import StrokeImage, load_strokes
+from ..stroke_resize import resize_strokes
+from ..user_palette import BoundRegion, resolve_palette
+from .aidi_call import Interrupted, StoppableModel, aidi_edit
+from .guided_call import GradOPCall, guided_sampler_call
+from .model import WebUIModel
+
+
+@dataclass
+class PreparedRun:
+    params: GuidedParams
+    strokes: StrokeImage | None = None
+    found: list = field(default_factory=list)
+    regions: list[BoundRegion] = field(default_factory=list)
+    reconstructions: list = field(default_factory=list)
+    psnrs: list[float] = field(default_factory=list)
+
+
+def prepare(p, params: GuidedParams, is_img2img: bool) -> PreparedRun | None:
+    """Validate everything before any sampling; the WebUI's state is untouched until a sampler call."""
+    if not params.enabled or params.mode == "off":
+        return None
+    if params.mode == "edit" and not is_img2img:
+        raise GuidedInputError("mode", "'edit' (AIDI) works in img2img; txt2img supports 'strokes'")
+    run = PreparedRun(params)
+    if params.mode == "strokes":
+        if params.strokes is None:
+            raise GuidedInputError("strokes", "stroke guidance is enabled but no painting was given")
+        run.strokes = load_strokes(params.strokes)
+        run.found = extract_palette(run.strokes, tolerance=params.colour_tolerance)
+        run.regions = resolve_palette(params.palette, run.found, params.colour_tolerance)
+        resize_strokes(run.strokes, p.width, p.height)  # aspect-ratio check before sampling
+        phrases = [r.phrase for r in run.regions]
+        if phrases:
+            p.all_prompts = [prompt_with_phrases(prompt, phrases) for prompt in p.all_prompts]
+    p.extra_generation_params.update(params.infotext())
+    return run
+
+
+def _painting(run: PreparedRun):
+    params = run.params
+    if params.painting == "blur":
+        return BlurPainting(kernel_size=params.blur_size or None)
+    return make_painting(params.painting, palette=[c.rgb for c in run.found])
+
+
+def _decoder(model: WebUIModel, params: GuidedParams):
+    if params.decoder == "full":
+        return model.decode
+    raise GuidedInputError("decoder", f"{params.decoder!r} is not available in the WebUI yet; use 'full'")
+
+
+def _stroke_call(run: PreparedRun, model: WebUIModel, x: torch.Tensor, steps: int, prompt: str):
+    params = run.params
+    height, width = x.shape[-2] * model.vae_scale_factor, x.shape[-1] * model.vae_scale_factor
+    target, painted = resize_strokes(run.strokes, width, height)
+    gradop = GradOPCall(
+        params.gradop_settings(), target, painted, _painting(run), _decoder(model, params), steps
+    )
+    control = None
+    if run.regions and params.region_weight > 0:
+        latent_size = tuple(x.shape[-2:])
+        masks = colour_masks(run.strokes, run.found, size=latent_size)
+        bound = token_masks(model, prompt, run.regions, masks, params.region_weight)
+        control = RegionControl(bound, latent_size) if bound else None
+    return gradop, control
+
+
+def install_for_this_sampling(p, run: PreparedRun | None, is_img2img: bool) -> None:
+    """Wrap this sampler's next call; the patches inside live exactly as long as that call."""
+    if run is None:
+        return
+    if run.params.mode == "edit":
+        _wrap_next_call(p.sampler, {"sample_img2img": functools.partial(_aidi_sample, p, run)})
+        return
+    hires = getattr(p, "is_hr_pass", False)
+    wanted = is_img2img or {"first": not hires, "second": hires, "both": True}[run.params.hires_pass]
+    if wanted:
+        _wrap_next_call(
+            p.sampler,
+            {name: functools.partial(_strokes_sample, p, run, name) for name in ("sample", "sample_img2img")},
+        )
+
+
+def _wrap_next_call(sampler, replacements: dict) -> None:
+    """Instance-level one-shot wrappers: the first call restores the sampler, then runs ours."""
+    saved = {name: sampler.__dict__.get(name) for name in replacements}
+
+    def restore() -> None:
+        for name, value in saved.items():
+            if value is None:
+                sampler.__dict__.pop(name, None)
+            else:
+                sampler.__dict__[name] = value
+
+    for name, replacement in replacements.items():
+        original = getattr(sampler, name)
+
+        def call(*args, _replacement=replacement, _original=original, **kwargs):
+            restore()
+            return _replacement(_original, *args, **kwargs)
+
+        setattr(sampler, name, call)
+
+
+def _strokes_sample(p, run: PreparedRun, name: str, original, *args, **kwargs):
+    from modules import sd_samplers_timesteps, shared
+
+    model = WebUIModel(p.sd_model)
+    x = args[1] if len(args) > 1 else kwargs["x"]
+    steps = kwargs.get("steps") or p.steps
+    if name == "sample_img2img":  # the WebUI runs only the denoising-strength part of the schedule
+        steps = max(1, int(min(p.denoising_strength, 0.999) * steps))
+    gradop, control = _stroke_call(run, model, x, steps, p.prompts[0])
+    timestep = isinstance(p.sampler, sd_samplers_timesteps.CompVisSampler)
+    with guided_sampler_call(p.sampler, model, gradop, control, timestep, lambda: shared.state.sampling_step):
+        out = original(*args, **kwargs)
+    if gradop.history:
+        losses = "; ".join(f"{s}:{a:.4f}->{b:.4f}" for s, a, b in gradop.history)
+        p.extra_generation_params["Guided stroke loss"] = losses
+    return out
+
+
+def _aidi_sample(p, run: PreparedRun, original, *args, **kwargs):
+    from modules import shared
+
+    x = args[1] if len(args) > 1 else kwargs["x"]
+    model = WebUIModel(p.sd_model)
+    steps = kwargs.get("steps") or p.steps
+    stoppable = StoppableModel(model, lambda: shared.state.interrupted or shared.state.skipped)
+    try:
+        outcome = aidi_edit(
+            stoppable,
+            run.params,
+            x,
+            p.prompts,
+            p.negative_prompts,
+            steps,
+            p.denoising_strength,
+            p.seeds[0],
+            getattr(p, "nmask", None),
+        )
+    except Interrupted:
+        return x  # like the WebUI's samplers: an interrupted run returns what it has (here: the input)
+    p.extra_generation_params["Guided inversion evals"] = outcome.inversion_evals
+    p.extra_generation_params["Guided evals per step"] = round(outcome.inversion_evals / max(steps, 1), 2)
+    if outcome.reconstruction is not None:
+        with torch.no_grad():
+            recon = model.decode(outcome.reconstruction.to(x)).clamp(0, 1).float()
+            original_image = model.decode(x).clamp(0, 1).float()
+        run.reconstructions.append(recon.cpu())
+        run.psnrs.append(psnr(recon, original_image))
+        p.extra_generation_params["Guided reconstruction PSNR"] = round(run.psnrs[-1], 2)
+    return outcome.latents
+
+
+def append_reconstructions(processed, run: PreparedRun | None) -> None:
+    """Show the plain reconstruction beside the edit so the user sees how faithful the inversion was."""
+    if run is None or not run.reconstructions:
+        return
+    import numpy as np
+    from PIL import Image
+
+    for recon, score in zip(run.reconstructions, run.psnrs, strict=True):
+        for image in recon:
+            array = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+            processed.images.append(Image.fromarray(array))
+            processed.infotexts.append(f"AIDI reconstruction, PSNR vs the VAE round trip: {score:.2f} dB")

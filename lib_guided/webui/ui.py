@@ -1,0 +1,121 @@
+"""The accordion, built from the parameter declaration so UI, API order and infotext never drift."""
+
+from __future__ import annotations
+
+import gradio as gr
+from PIL import Image
+
+from ..palette import extract_palette
+from ..params import FIELDS, Field, parse_palette
+from ..stroke_io import load_strokes
+from .args import canvas_image
+
+EDIT_ONLY = {
+    "source_prompt",
+    "inversion_cfg",
+    "edit_cfg",
+    "solver",
+    "max_iter",
+    "tol",
+    "window",
+    "blend_mask",
+    "eta",
+    "return_reconstruction",
+}
+STROKES_ONLY = {
+    "strokes",
+    "palette",
+    "strength",
+    "injection_steps",
+    "adam_steps",
+    "lr",
+    "blur_size",
+    "painting",
+    "target",
+    "decoder",
+    "region_weight",
+    "colour_tolerance",
+    "hires_pass",
+}
+
+
+def _component(field: Field, is_img2img: bool, elem_id):
+    visible = is_img2img or field.name not in EDIT_ONLY
+    kwargs = dict(label=field.label, visible=visible, elem_id=elem_id(field.name))
+    if field.name == "mode":
+        choices = list(field.choices) if is_img2img else ["strokes"]
+        return gr.Radio(
+            choices,
+            value="off" if is_img2img else "strokes",
+            visible=is_img2img,
+            label=field.label,
+            elem_id=elem_id(field.name),
+        )
+    if field.name == "strokes":
+        return gr.Image(
+            source="upload", tool="color-sketch", type="pil", image_mode="RGBA", height=384, **kwargs
+        )
+    if field.name == "palette":
+        return gr.Dataframe(
+            headers=["color", "phrase", "weight"],
+            datatype=["str", "str", "number"],
+            type="array",
+            row_count=(1, "dynamic"),
+            col_count=(3, "fixed"),
+            **kwargs,
+        )
+    if field.kind is bool:
+        return gr.Checkbox(value=field.default, **kwargs)
+    if field.choices:
+        return gr.Dropdown(list(field.choices), value=field.default, **kwargs)
+    if field.kind is str:
+        return gr.Textbox(value=field.default, lines=1, **kwargs)
+    if field.step is None:
+        return gr.Number(value=field.default, **kwargs)
+    return gr.Slider(minimum=field.low, maximum=field.high, step=field.step, value=field.default, **kwargs)
+
+
+def read_palette(painting, tolerance) -> list[list]:
+    """Rows for the palette table: every colour of the painting, phrases left for the user."""
+    if painting is None:
+        return [["", "", 1.0]]
+    colours = extract_palette(load_strokes(canvas_image(painting)), tolerance=float(tolerance))
+    return [[c.hex, "", 1.0] for c in colours] or [["", "", 1.0]]
+
+
+def blank_canvas(width, height) -> Image.Image:
+    return Image.new("RGBA", (int(width or 512), int(height or 512)), (255, 255, 255, 255))
+
+
+def build(is_img2img: bool, elem_id) -> tuple[list, list]:
+    """Components in FIELDS order, and the infotext bindings for them."""
+    components = {}
+    with gr.Accordion("Guided Synthesis", open=False, elem_id=elem_id("accordion")):
+        gr.HTML(
+            "<p class='guided-hint'>Paint a rough colour layout, press <b>Read colours</b>, then bind "
+            "phrases to colours (a colour without a phrase only guides colour).</p>"
+        )
+        for field in FIELDS:
+            components[field.name] = _component(field, is_img2img, elem_id)
+            if field.name == "strokes":
+                with gr.Row():
+                    new_canvas = gr.Button("New blank canvas", elem_id=elem_id("blank"))
+                    read = gr.Button("Read colours", elem_id=elem_id("read_colours"))
+    read.click(read_palette, [components["strokes"], components["colour_tolerance"]], [components["palette"]])
+    new_canvas.click(lambda: blank_canvas(512, 512), [], [components["strokes"]])
+    infotext = []
+    for field in FIELDS:
+        if field.infotext is None:
+            continue
+        if field.name == "palette":
+            infotext.append((components[field.name], _palette_from_infotext))
+        else:
+            infotext.append((components[field.name], field.infotext))
+    return [components[f.name] for f in FIELDS], infotext
+
+
+def _palette_from_infotext(values: dict) -> list[list]:
+    text = values.get("Guided palette")
+    if not text:
+        return gr.update()
+    return [[e["color"], e["phrase"], e["weight"]] for e in parse_palette(text)]

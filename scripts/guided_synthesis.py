@@ -1,0 +1,34 @@
+"""WebUI entry point of the Guided Synthesis extension (GradOP strokes in txt2img/img2img, AIDI editing).
+
+Thin on purpose: everything lives in lib_guided (core) and lib_guided.webui (the adapter).
+"""
+
+import modules.scripts as scripts
+
+from lib_guided.webui import script_logic, ui
+from lib_guided.webui.args import parse_script_args
+
+
+class GuidedSynthesisScript(scripts.Script):
+    def title(self):
+        return "Guided Synthesis"
+
+    def show(self, is_img2img):
+        return scripts.AlwaysVisible
+
+    def ui(self, is_img2img):
+        components, self.infotext_fields = ui.build(is_img2img, self.elem_id)
+        self.paste_field_names = [key for _, key in self.infotext_fields if isinstance(key, str)]
+        return components
+
+    def process(self, p, *args):
+        p._guided_run = None  # reset first: a failed run must not leak into the next one
+        params = parse_script_args(args, getattr(p, "_guided_overrides", None))
+        p._guided_run = script_logic.prepare(p, params, self.is_img2img)
+
+    def process_before_every_sampling(self, p, *args, **kwargs):
+        script_logic.install_for_this_sampling(p, getattr(p, "_guided_run", None), self.is_img2img)
+
+    def postprocess(self, p, processed, *args):
+        script_logic.append_reconstructions(processed, getattr(p, "_guided_run", None))
+        p._guided_run = None
