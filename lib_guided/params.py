@@ -34,6 +34,23 @@ class Field:
     infotext: str | None = None  # key in the PNG info; None = not written (the painting)
     help: str = ""
 
+    @property
+    def group(self) -> str:
+        """ "strokes", "edit" or "common": a field is written (and shown) only in its mode."""
+        if self.name in STROKES_FIELDS:
+            return "strokes"
+        return "edit" if self.name in EDIT_FIELDS else "common"
+
+
+STROKES_FIELDS = frozenset(
+    "strokes palette strength injection_steps adam_steps lr blur_size painting target decoder region_weight "
+    "colour_tolerance hires_pass".split()
+)
+EDIT_FIELDS = frozenset(
+    "source_prompt inversion_cfg edit_cfg solver max_iter tol window blend_mask eta "
+    "return_reconstruction".split()
+)
+
 
 FIELDS: tuple[Field, ...] = (
     Field("enabled", bool, False, "Enable guided synthesis", infotext="Guided enabled"),
@@ -161,11 +178,12 @@ class GuidedParams:
         """PNG-info entries (the painting itself is not stored: it says so)."""
         out: dict[str, Any] = {}
         for f in FIELDS:
-            if f.infotext is None:
+            if f.infotext is None or f.group not in ("common", self.mode):
                 continue
             value = getattr(self, f.name)
             out[f.infotext] = format_palette(value) if f.name == "palette" else value
-        out["Guided strokes"] = "not stored (paste the painting again)"
+        if self.mode == "strokes":
+            out["Guided strokes"] = "not stored (paste the painting again)"
         return out
 
 

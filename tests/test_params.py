@@ -28,9 +28,16 @@ def test_infotext_round_trips_every_written_field():
     p = GuidedParams(enabled=True, palette=PALETTE, strength=0.65, solver="aidi-e", tol=1e-4, eta=0.2)
     info = p.infotext()
     assert info["Guided strokes"].startswith("not stored")
-    restored = {f.name: info[f.infotext] for f in FIELDS if f.infotext}
+    assert "Guided solver" not in info  # edit-mode fields stay out of a strokes run's infotext
+    restored = {f.name: info[f.infotext] for f in FIELDS if f.infotext in info}
     back = GuidedParams(**restored)
-    assert back == GuidedParams(**{**p.__dict__, "strokes": None})
+    assert back == GuidedParams(
+        **{**p.__dict__, "strokes": None, "solver": "aidi-a", "tol": 1e-3, "eta": 0.0}
+    )
+    edit = GuidedParams(enabled=True, mode="edit", solver="aidi-e", tol=1e-4, eta=0.2, edit_cfg=9)
+    edit_info = edit.infotext()
+    assert "Guided strokes" not in edit_info and "Guided lr" not in edit_info
+    assert GuidedParams(**{f.name: edit_info[f.infotext] for f in FIELDS if f.infotext in edit_info}) == edit
     assert format_palette(back.palette) == "#d03030=red barn:1.5; #3050c0=lake:1"
 
 

@@ -10,37 +10,9 @@ from ..params import FIELDS, Field, parse_palette
 from ..stroke_io import load_strokes
 from .args import canvas_image
 
-EDIT_ONLY = {
-    "source_prompt",
-    "inversion_cfg",
-    "edit_cfg",
-    "solver",
-    "max_iter",
-    "tol",
-    "window",
-    "blend_mask",
-    "eta",
-    "return_reconstruction",
-}
-STROKES_ONLY = {
-    "strokes",
-    "palette",
-    "strength",
-    "injection_steps",
-    "adam_steps",
-    "lr",
-    "blur_size",
-    "painting",
-    "target",
-    "decoder",
-    "region_weight",
-    "colour_tolerance",
-    "hires_pass",
-}
-
 
 def _component(field: Field, is_img2img: bool, elem_id):
-    visible = is_img2img or field.name not in EDIT_ONLY
+    visible = is_img2img or field.group != "edit"
     kwargs = dict(label=field.label, visible=visible, elem_id=elem_id(field.name))
     if field.name == "mode":
         choices = list(field.choices) if is_img2img else ["strokes"]
