@@ -70,23 +70,27 @@ def optimise_latent(
     ``anchor`` and ``gamma`` add GradOP's ``gamma * MSE(w, anchor)`` term that keeps ``w`` near the
     text-only sample.
     """
-    first = last = float("nan")
+    losses: list[torch.Tensor] = []
     with torch.enable_grad():
         w = latent.detach().clone().requires_grad_(True)
+        # once per phase, not per Adam step: on a GPU each .to() of a CPU tensor is a copy
+        target = target.to(device=w.device, dtype=w.dtype)
+        if weight_mask is not None:
+            weight_mask = weight_mask.to(device=w.device, dtype=w.dtype)
         optimiser = torch.optim.Adam([w], lr=lr)
-        for i in range(steps):
+        for _ in range(steps):
             image = decode(w).clamp(0.0, 1.0)
-            loss = stroke_loss(painting, image, target.to(image), weight_mask)
+            loss = stroke_loss(painting, image, target.to(image.dtype), weight_mask)
             if anchor is not None and gamma > 0.0:
                 loss = loss + gamma * torch.mean((w - anchor) ** 2)
-            (grad,) = torch.autograd.grad(loss, [w])
-            if not torch.isfinite(grad).all():
-                raise FloatingPointError("gradop: the stroke loss gradient is not finite (NaN/inf)")
-            w.grad = grad
+            (w.grad,) = torch.autograd.grad(loss, [w])
             optimiser.step()
-            last = float(loss.detach())
-            first = last if i == 0 else first
-    return w.detach(), first, last
+            losses.append(loss.detach())
+    # one host sync per phase: a non-finite gradient makes w non-finite, so checking w catches it
+    if not bool(torch.isfinite(w).all()):
+        raise FloatingPointError("gradop: the stroke loss gradient is not finite (NaN/inf)")
+    values = torch.stack(losses).tolist() if losses else [float("nan")]
+    return w.detach(), values[0], values[-1]
 
 
 @dataclass
