@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .decoders import DECODERS
 from .errors import GuidedInputError
 from .gradop import TARGETS, GradOPSettings
 from .inversion import SOLVERS, InversionSettings
@@ -76,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--lr", type=float, default=0.1)
     gen.add_argument("--target", choices=TARGETS, default="x0")
     gen.add_argument("--painting", choices=("blur", "median-quantize"), default="blur")
+    gen.add_argument("--gradient-decoder", choices=DECODERS, default="full",
+                     help="decoder the stroke gradient goes through (the image always uses the full VAE)")
     gen.add_argument("--region-weight", type=float, default=1.0)
     gen.add_argument("--out", required=True)
 
@@ -114,7 +117,7 @@ def run_generate(args: argparse.Namespace) -> dict:
         model, args.prompt, strokes=strokes, palette=palette, method=args.method,
         negative_prompt=args.negative_prompt, width=width, height=height, steps=args.steps,
         cfg=args.cfg, seed=args.seed, gradop=settings, painting=args.painting,
-        region_weight=args.region_weight,
+        region_weight=args.region_weight, gradient_decoder=args.gradient_decoder,
     )
     save_image(result.images, args.out)
     return {"out": args.out, "prompt": result.prompt, "model_evals": result.model_evals}

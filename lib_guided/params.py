@@ -10,13 +10,13 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
+from .decoders import DECODERS
 from .errors import GuidedInputError
 from .gradop import TARGETS, GradOPSettings
 from .inversion import SOLVERS, InversionSettings
 
 MODES = ("off", "strokes", "edit")
 PAINTINGS = ("blur", "median-quantize")
-DECODERS = ("full", "full-checkpointed", "linear", "tiny")
 BLEND_MASKS = ("none", "inpaint", "auto")
 HIRES_PASSES = ("first", "second", "both")
 

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from .attention import RegionControl, controlled_attention
+from .decoders import make_gradient_decoder
 from .edit_mask import attention_edit_mask
 from .errors import GuidedInputError
 from .gradop import GradOPPlus, GradOPSettings, gradop_relaxed
@@ -69,12 +70,14 @@ def generate(
     colour_tolerance: float = 24.0,
     gamma: float = 1e-3,
     relaxed_steps: int = 50,
+    gradient_decoder: str = "full",
     decoder=None,
 ) -> GenerateResult:
     """Text + strokes -> image. ``method``: gradop+ (one pass), gradop (relaxed, ~1.8 passes),
     sdedit (img2img on the strokes, the baseline) or text (strokes ignored except for regions).
 
-    ``decoder`` replaces ``model.decode`` for the gradient only (any differentiable callable).
+    ``gradient_decoder`` names the decoder the gradient goes through (full, full-checkpointed, linear,
+    tiny; see :mod:`lib_guided.decoders`); ``decoder`` overrides it with any differentiable callable.
     """
     if method not in METHODS:
         raise GuidedInputError("method", f"must be one of {', '.join(METHODS)}, got {method!r}")
@@ -114,7 +117,7 @@ def generate(
                 paint_fn = make_painting("blur")
             else:
                 paint_fn = make_painting(painting, palette=[c.rgb for c in found])
-            decode = decoder or model.decode
+            decode = decoder or make_gradient_decoder(gradient_decoder, model)
             if method == "sdedit":
                 start = start_index_for_strength(steps, gradop.strength)
                 init = model.encode(target.expand(batch_size, -1, -1, -1))

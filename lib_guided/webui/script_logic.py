@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 import torch
 
 from ..attention import RegionControl
+from ..decoders import make_gradient_decoder
 from ..errors import GuidedInputError
+from ..linear_decoder_cache import LinearDecoderCache
 from ..metrics import psnr
 from ..painting import BlurPainting, make_painting
 from ..palette import colour_masks, extract_palette
@@ -60,10 +62,13 @@ def _painting(run: PreparedRun):
     return make_painting(params.painting, palette=[c.rgb for c in run.found])
 
 
-def _decoder(model: WebUIModel, params: GuidedParams):
-    if params.decoder == "full":
-        return model.decode
-    raise GuidedInputError("decoder", f"{params.decoder!r} is not available in the WebUI yet; use 'full'")
+_LINEAR_DECODERS = LinearDecoderCache()  # fitted once per checkpoint for the session
+
+
+def _decoder(model: WebUIModel, params: GuidedParams, sd_model):
+    info = getattr(sd_model, "sd_checkpoint_info", None)
+    key = getattr(info, "sha256", None) or getattr(info, "filename", None)
+    return make_gradient_decoder(params.decoder, model, _LINEAR_DECODERS, cache_key=key)
 
 
 def _stroke_call(run: PreparedRun, model: WebUIModel, x: torch.Tensor, steps: int, prompt: str):
