@@ -5,6 +5,7 @@ Thin on purpose: everything lives in lib_guided (core) and lib_guided.webui (the
 
 import modules.scripts as scripts
 
+from lib_guided.errors import GuidedInputError
 from lib_guided.webui import script_logic, ui
 from lib_guided.webui.args import parse_script_args
 
@@ -23,8 +24,12 @@ class GuidedSynthesisScript(scripts.Script):
 
     def process(self, p, *args):
         p._guided_run = None  # reset first: a failed run must not leak into the next one
-        params = parse_script_args(args, getattr(p, "_guided_overrides", None))
-        p._guided_run = script_logic.prepare(p, params, self.is_img2img)
+        try:
+            params = parse_script_args(args, getattr(p, "_guided_overrides", None))
+            p._guided_run = script_logic.prepare(p, params, self.is_img2img)
+        except GuidedInputError as error:
+            # the WebUI logs script errors and generates anyway; bad input must stop the job instead
+            script_logic.fail_job(p, error)
 
     def process_before_every_sampling(self, p, *args, **kwargs):
         script_logic.install_for_this_sampling(p, getattr(p, "_guided_run", None), self.is_img2img)

@@ -55,6 +55,18 @@ def prepare(p, params: GuidedParams, is_img2img: bool) -> PreparedRun | None:
     return run
 
 
+def fail_job(p, error: GuidedInputError) -> None:
+    """Make this job end with ``error`` when it starts sampling, before anything is patched.
+
+    The API then answers with the message (HTTP 500, ``errors`` field) and the UI shows it.
+    """
+
+    def refuse(*args, **kwargs):
+        raise ValueError(f"Guided Synthesis: {error}") from error
+
+    p.sample = refuse
+
+
 def _painting(run: PreparedRun):
     params = run.params
     if params.painting == "blur":
