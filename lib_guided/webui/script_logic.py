@@ -77,8 +77,8 @@ def _painting(run: PreparedRun):
 _LINEAR_DECODERS = LinearDecoderCache()  # fitted once per checkpoint for the session
 
 
-def _decoder(model: WebUIModel, params: GuidedParams, sd_model):
-    info = getattr(sd_model, "sd_checkpoint_info", None)
+def _decoder(model: WebUIModel, params: GuidedParams):
+    info = getattr(model.sd_model, "sd_checkpoint_info", None)
     key = getattr(info, "sha256", None) or getattr(info, "filename", None)
     return make_gradient_decoder(params.decoder, model, _LINEAR_DECODERS, cache_key=key)
 
