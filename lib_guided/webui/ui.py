@@ -12,8 +12,7 @@ from .args import canvas_image
 
 
 def _component(field: Field, is_img2img: bool, elem_id):
-    visible = is_img2img or field.group != "edit"
-    kwargs = dict(label=field.label, visible=visible, elem_id=elem_id(field.name))
+    kwargs = dict(label=field.label, elem_id=elem_id(field.name))
     if field.name == "mode":
         choices = list(field.choices) if is_img2img else ["strokes"]
         return gr.Radio(
@@ -59,22 +58,62 @@ def blank_canvas(width, height) -> Image.Image:
     return Image.new("RGBA", (int(width or 512), int(height or 512)), (255, 255, 255, 255))
 
 
+SECTIONS = (("strokes", "Stroke guidance (GradOP+)"), ("edit", "Real-image editing (AIDI)"))
+
+
+def _section(fields: list[Field], is_img2img: bool, elem_id, components: dict) -> None:
+    """Sliders two to a row; everything else full width."""
+    pending: list[Field] = []
+
+    def flush() -> None:
+        if pending:
+            with gr.Row():
+                for f in pending:
+                    components[f.name] = _component(f, is_img2img, elem_id)
+            pending.clear()
+
+    for field in fields:
+        if field.step is not None and not field.choices:
+            pending.append(field)
+            if len(pending) == 2:
+                flush()
+            continue
+        flush()
+        components[field.name] = _component(field, is_img2img, elem_id)
+        if field.name == "strokes":
+            with gr.Row():
+                components["_blank"] = gr.Button("New blank canvas", elem_id=elem_id("blank"))
+                components["_read"] = gr.Button("Read colours", elem_id=elem_id("read_colours"))
+    flush()
+
+
 def build(is_img2img: bool, elem_id) -> tuple[list, list]:
     """Components in FIELDS order, and the infotext bindings for them."""
-    components = {}
+    components: dict = {}
+    boxes = {}
     with gr.Accordion("Guided Synthesis", open=False, elem_id=elem_id("accordion")):
         gr.HTML(
             "<p class='guided-hint'>Paint a rough colour layout, press <b>Read colours</b>, then bind "
             "phrases to colours (a colour without a phrase only guides colour).</p>"
         )
-        for field in FIELDS:
-            components[field.name] = _component(field, is_img2img, elem_id)
-            if field.name == "strokes":
-                with gr.Row():
-                    new_canvas = gr.Button("New blank canvas", elem_id=elem_id("blank"))
-                    read = gr.Button("Read colours", elem_id=elem_id("read_colours"))
-    read.click(read_palette, [components["strokes"], components["colour_tolerance"]], [components["palette"]])
-    new_canvas.click(lambda: blank_canvas(512, 512), [], [components["strokes"]])
+        with gr.Row():
+            _section([f for f in FIELDS if f.group == "common"], is_img2img, elem_id, components)
+        for group, title in SECTIONS:
+            # txt2img has strokes only; img2img shows the section of the chosen mode
+            visible = group == "strokes" if not is_img2img else False
+            with gr.Group(visible=visible, elem_id=elem_id(f"{group}_section")) as boxes[group]:
+                gr.Markdown(f"**{title}**")
+                _section([f for f in FIELDS if f.group == group], is_img2img, elem_id, components)
+    components["_read"].click(
+        read_palette, [components["strokes"], components["colour_tolerance"]], [components["palette"]]
+    )
+    components["_blank"].click(lambda: blank_canvas(512, 512), [], [components["strokes"]])
+    if is_img2img:
+        components["mode"].change(
+            lambda mode: (gr.update(visible=mode == "strokes"), gr.update(visible=mode == "edit")),
+            [components["mode"]],
+            [boxes["strokes"], boxes["edit"]],
+        )
     infotext = []
     for field in FIELDS:
         if field.infotext is None:
