@@ -11,7 +11,6 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from scipy import ndimage
 
 from lib_guided.colors import (
     RGB,
@@ -376,8 +375,14 @@ def _fill_unresolved(labels: np.ndarray, painted: np.ndarray) -> None:
     resolved = labels >= 0
     if not resolved.any():
         return
-    _, (rows, cols) = ndimage.distance_transform_edt(~resolved, return_indices=True)
-    labels[unresolved] = labels[rows[unresolved], cols[unresolved]]
+    # every unresolved pixel takes the label of its nearest resolved pixel (OpenCV's Voronoi labels)
+    source = np.where(resolved, 0, 255).astype(np.uint8)
+    _, nearest = cv2.distanceTransformWithLabels(source, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+    rows, cols = np.nonzero(resolved)
+    index_of_label = np.zeros(int(nearest.max()) + 1, np.int64)
+    index_of_label[nearest[resolved]] = np.arange(len(rows))
+    k = index_of_label[nearest[unresolved]]
+    labels[unresolved] = labels[rows[k], cols[k]]
 
 
 def colour_masks(
