@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
@@ -25,17 +25,28 @@ def measure_inversion(
     prompts: Sequence[str],
     solvers: Sequence[str] = SOLVERS,
     steps_list: Sequence[int] = (10, 20),
+    image_metrics: Mapping[str, Callable[[torch.Tensor, torch.Tensor], float]] | None = None,
     **settings,
 ) -> dict:
-    """Invert and reconstruct every image with every (solver, steps); averages over the images."""
+    """Invert and reconstruct every image with every (solver, steps); averages over the images.
+
+    ``image_metrics`` (name -> metric(reconstruction, image), e.g. SSIM) adds a column per metric to
+    every row and its VAE round-trip value as ``vae_ceiling_<name>``.
+    """
+    image_metrics = dict(image_metrics or {})
     latents = model.encode(images)
     decoded = model.decode(latents).clamp(0, 1)
     ceiling = [psnr(decoded[i : i + 1], images[i : i + 1]) for i in range(len(images))]
+    extra_ceilings = {
+        f"vae_ceiling_{name}": _mean([fn(decoded[i : i + 1], images[i : i + 1]) for i in range(len(images))])
+        for name, fn in image_metrics.items()
+    }
     rows = []
     for steps in steps_list:
         for solver in solvers:
             config = InversionSettings(solver=solver, steps=steps, **settings)
             evals, iterations, scores, errors, converged = [], [], [], [], []
+            extra: dict[str, list[float]] = {name: [] for name in image_metrics}
             for i, prompt in enumerate(prompts):
                 cond, uncond = model.encode_prompt([prompt]), model.encode_prompt([""])
                 result = invert(model, latents[i : i + 1], None, cond, uncond, config)
@@ -44,7 +55,10 @@ def measure_inversion(
                 iterations.append(sum(result.iterations_per_step) / steps)
                 converged.append(sum(result.converged_per_step) / steps)
                 errors.append(float(torch.mean((back - latents[i : i + 1]) ** 2)))
-                scores.append(psnr(model.decode(back).clamp(0, 1), images[i : i + 1]))
+                decoded_back = model.decode(back).clamp(0, 1)
+                scores.append(psnr(decoded_back, images[i : i + 1]))
+                for name, fn in image_metrics.items():
+                    extra[name].append(fn(decoded_back, images[i : i + 1]))
             rows.append(
                 {
                     "solver": solver,
@@ -55,9 +69,10 @@ def measure_inversion(
                     "converged_fraction": _mean(converged) if solver != "ddim" else math.nan,
                     "latent_mse": _mean(errors),
                     "psnr": _mean(scores),
+                    **{name: _mean(values) for name, values in extra.items()},
                 }
             )
-    return {"vae_ceiling_psnr": _mean(ceiling), "settings": settings, "inversion": rows}
+    return {"vae_ceiling_psnr": _mean(ceiling), **extra_ceilings, "settings": settings, "inversion": rows}
 
 
 def _mean(values: Sequence[float]) -> float:
