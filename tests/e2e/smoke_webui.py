@@ -23,6 +23,15 @@ import time
 from pathlib import Path
 
 HOST = "127.0.0.1"
+# offline and quiet: without the background-networking flags Chromium keeps dialling closed hosts
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 
 
 def webui_root() -> Path:
@@ -149,12 +158,7 @@ def screenshot(url: str, out: Path, chromium: str = "chromium") -> None:
             [
                 chromium,
                 "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-                "--disable-sync",
+                *CHROMIUM_FLAGS,
                 f"--user-data-dir={profile}",
                 f"--screenshot={out}",
                 "--window-size=1400,1000",
