@@ -4,10 +4,20 @@ Thin on purpose: everything lives in lib_guided (core) and lib_guided.webui (the
 """
 
 import modules.scripts as scripts
+from modules import script_callbacks
 
 from lib_guided.errors import GuidedInputError
-from lib_guided.webui import script_logic, ui
+from lib_guided.webui import script_logic, ui, xyz_axes
 from lib_guided.webui.args import parse_script_args
+
+
+def add_xyz_axes():
+    xyz = xyz_axes.find_xyz_module(scripts.scripts_data)
+    if xyz is not None:  # the plot script may be disabled
+        xyz_axes.register_axes(xyz)
+
+
+script_callbacks.on_before_ui(add_xyz_axes, name="guided_synthesis_xyz_axes")
 
 
 class GuidedSynthesisScript(scripts.Script):
@@ -25,7 +35,7 @@ class GuidedSynthesisScript(scripts.Script):
     def process(self, p, *args):
         p._guided_run = None  # reset first: a failed run must not leak into the next one
         try:
-            params = parse_script_args(args, getattr(p, "_guided_overrides", None))
+            params = parse_script_args(args, getattr(p, xyz_axes.OVERRIDES_ATTR, None))
             p._guided_run = script_logic.prepare(p, params, self.is_img2img)
         except GuidedInputError as error:
             # the WebUI logs script errors and generates anyway; bad input must stop the job instead
