@@ -125,8 +125,10 @@ def build(is_img2img: bool, elem_id) -> tuple[list, list]:
     return [components[f.name] for f in FIELDS], infotext
 
 
-def _palette_from_infotext(values: dict) -> list[list]:
+def _palette_from_infotext(values: dict):
+    """The palette table from pasted infotext. An update, not the rows: the WebUI casts a plain value
+    to the type of the component's current value, and a table's is a dict, so rows would be dropped."""
     text = values.get("Guided palette")
     if not text:
         return gr.update()
-    return [[e["color"], e["phrase"], e["weight"]] for e in parse_palette(text)]
+    return gr.update(value=[[e["color"], e["phrase"], e["weight"]] for e in parse_palette(text)])

@@ -82,7 +82,10 @@ class WebUI:
         self.root, self.port = root, port
         self.url = f"http://{HOST}:{port}"
         self.log_path = log_path or Path(tempfile.mkstemp(prefix="webui-", suffix=".log")[1])
-        self.cmd = webui_command(root, ckpt, port, extra_args)
+        # a fresh ui-config.json: the WebUI otherwise restores component values saved by earlier runs,
+        # and the page would show stale defaults instead of the extension's own
+        ui_config = Path(tempfile.mkdtemp(prefix="webui-ui-config-")) / "ui-config.json"
+        self.cmd = webui_command(root, ckpt, port, [*(extra_args or []), "--ui-config-file", str(ui_config)])
         if nice:
             self.cmd = ["nice", "-n", str(nice), *self.cmd]
         self.proc: subprocess.Popen | None = None

@@ -46,8 +46,25 @@ def test_accordion_renders_in_both_tabs(page):
     open_tab(page, "txt2img")
 
 
-def test_paint_on_the_canvas_and_generate(page):
+def test_generate_without_a_painting_shows_a_clear_error(page):
     page.locator("#script_txt2img_guided_synthesis_accordion").click()
+    page.locator("#script_txt2img_guided_synthesis_enabled input").check()
+    page.fill("#txt2img_prompt textarea", "a red barn")
+    for name, value in (("width", "64"), ("height", "64"), ("steps", "2")):
+        page.fill(f"#txt2img_{name} input[type=number]", value)
+        page.press(f"#txt2img_{name} input[type=number]", "Enter")
+    page.click("#txt2img_generate")
+    expected = "Guided Synthesis: strokes: stroke guidance is enabled but no painting was given"
+    page.wait_for_function(
+        f"() => (document.querySelector('#html_log_txt2img') || {{}}).innerText?.includes({expected!r})",
+        timeout=240_000,
+    )
+    page.locator("#script_txt2img_guided_synthesis_enabled input").uncheck()
+
+
+def test_paint_on_the_canvas_and_generate(page):
+    if not page.locator("#script_txt2img_guided_synthesis_lr").is_visible():
+        page.locator("#script_txt2img_guided_synthesis_accordion").click()
     page.click("#script_txt2img_guided_synthesis_blank")
     canvas = page.locator("#script_txt2img_guided_synthesis_strokes canvas").last
     canvas.wait_for(state="visible", timeout=60_000)
@@ -63,6 +80,19 @@ def test_paint_on_the_canvas_and_generate(page):
         "() => document.querySelector('#script_txt2img_guided_synthesis_palette').innerText.includes('#')",
         timeout=60_000,
     )
+    page.wait_for_selector("#script_txt2img_guided_synthesis_palette .guided-swatch", timeout=60_000)
+    # the swatch script must leave the table alone once decorated (a write per UI update loops forever)
+    mutations = page.evaluate(
+        """() => new Promise(resolve => {
+            const seen = [];
+            const observer = new MutationObserver(records => records.forEach(r => seen.push(
+                r.type + ' ' + (r.attributeName || '') + ' ' + (r.target.className || r.target.nodeName))));
+            const table = gradioApp().querySelector('#script_txt2img_guided_synthesis_palette');
+            observer.observe(table, {subtree: true, childList: true, attributes: true});
+            setTimeout(() => { observer.disconnect(); resolve(seen); }, 1500);
+        })"""
+    )
+    assert len(mutations) < 10, mutations[:20]
     page.fill("#txt2img_prompt textarea", "a red barn")
     for name, value in (("width", "64"), ("height", "64"), ("steps", "4")):
         page.fill(f"#txt2img_{name} input[type=number]", value)
@@ -76,7 +106,33 @@ def test_paint_on_the_canvas_and_generate(page):
         "?.includes('Guided enabled: True')",
         timeout=240_000,
     )
-    info = page.locator("#html_info_txt2img").inner_text()
+    info = page.locator("#html_info_txt2img").last.inner_text()  # gradio nests two with this id
     assert "Guided mode: strokes" in info and "Guided stroke loss:" in info
     assert page.locator("#txt2img_gallery img").count() >= 1
     page.screenshot(path=str(DOCS / "webui-txt2img-result.png"), full_page=False)
+
+
+def test_pasting_infotext_restores_the_palette_and_sliders(page):
+    open_tab(page, "txt2img")
+    accordion = page.locator("#script_txt2img_guided_synthesis_accordion")
+    if not page.locator("#script_txt2img_guided_synthesis_lr").is_visible():
+        accordion.click()
+    infotext = (
+        "a red barn\nSteps: 4, Sampler: Euler, CFG scale: 5, Seed: 1, Size: 64x64, "
+        'Guided enabled: True, Guided mode: strokes, Guided palette: "#d03030=red barn:1.5; #3050c0=sky:1", '
+        "Guided lr: 0.05, Guided N: 7, Guided region weight: 2.5, "
+        'Guided strokes: "not stored (paste the painting again)"'
+    )
+    page.fill("#txt2img_prompt textarea", infotext)
+    page.click("#txt2img_tools #paste")
+    page.wait_for_function(
+        "() => document.querySelector('#script_txt2img_guided_synthesis_palette')"
+        ".innerText.includes('red barn')",
+        timeout=60_000,
+    )
+    table = page.locator("#script_txt2img_guided_synthesis_palette").inner_text()
+    assert "#d03030" in table and "sky" in table and "1.5" in table
+    for name, value in (("lr", "0.05"), ("adam_steps", "7"), ("region_weight", "2.5")):
+        assert page.input_value(f"#script_txt2img_guided_synthesis_{name} input[type=number]") == value
+    assert page.is_checked("#script_txt2img_guided_synthesis_enabled input")
+    assert page.input_value("#txt2img_prompt textarea") == "a red barn"
