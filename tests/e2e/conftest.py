@@ -73,6 +73,15 @@ def sd1():
 
 
 @pytest.fixture(scope="session")
+def sd2v():
+    webui = _start("tiny-sd2v")
+    try:
+        yield Running(webui)
+    finally:
+        webui.stop()
+
+
+@pytest.fixture(scope="session")
 def sdxl():
     webui = _start("tiny-sdxl")
     try:

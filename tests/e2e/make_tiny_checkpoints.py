@@ -1,4 +1,4 @@
-"""Make tiny SD1- and SDXL-architecture checkpoints with random weights for the end-to-end tests.
+"""Make tiny SD1-, SD2-v- and SDXL-architecture checkpoints with random weights for the end-to-end tests.
 
 The models are built by the WebUI's own model code (``ldm`` from
 ``$WEBUI_ROOT/repositories/stable-diffusion-stability-ai`` and ``sgm`` from
@@ -9,6 +9,9 @@ with the real architectures narrowed:
   the first level (and in the middle block), context 32; AutoencoderKL ch 32 with four levels
   (factor 8, 4 latent channels); text encoder ``FrozenCLIPEmbedder`` whose ``version`` is a local
   hub repository ``e2e-tiny/clip-text-32`` (CLIP's tokenizer, a 32-wide 2-layer text config).
+- SD2-v: the SD1 shapes with ``parameterization: v``, linear attention projections and ldm's
+  ``FrozenOpenCLIPEmbedder`` on ``hf-hub:e2e-tiny/open-clip-32`` (see SDXL), so the WebUI treats it as
+  SD 2.x (``is_sd2``, the v-prediction denoisers).
 - SDXL: ``sgm`` DiffusionEngine; UNet 32 channels, channel_mult [1, 2, 2], attention at the last two
   levels (linear projections, as SDXL), context 32 + 32 = 64, ``adm`` vector input; the same VAE;
   text encoders ``FrozenCLIPEmbedder`` (``e2e-tiny/clip-text-32``, penultimate layer) and
@@ -119,6 +122,25 @@ def sd1_config() -> dict:
             },
         }
     }
+
+
+def sd2v_config() -> dict:
+    """SD 2.x-v narrowed: v-prediction, an OpenCLIP text encoder (penultimate layer), linear attention
+    projections; otherwise the SD1 shapes above."""
+    config = json.loads(json.dumps(sd1_config()))
+    params = config["model"]["params"]
+    params["parameterization"] = "v"
+    params["unet_config"]["params"].update({"use_linear_in_transformer": True, "context_dim": WIDTH})
+    params["cond_stage_config"] = {
+        "target": "ldm.modules.encoders.modules.FrozenOpenCLIPEmbedder",
+        "params": {
+            "arch": "hf-hub:" + TINY_OPEN_CLIP_REPO,
+            "version": None,
+            "freeze": True,
+            "layer": "penultimate",
+        },
+    }
+    return config
 
 
 def sdxl_config() -> dict:
@@ -344,7 +366,7 @@ def main(argv: list[str] | None = None) -> None:
         "--out-dir", type=Path, default=None, help="default: WEBUI_ROOT/models/Stable-diffusion"
     )
     parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--only", choices=["sd1", "sdxl"], default=None)
+    parser.add_argument("--only", choices=["sd1", "sd2v", "sdxl"], default=None)
     args = parser.parse_args(argv)
     out_dir = args.out_dir or args.webui_root / "models" / "Stable-diffusion"
 
@@ -358,6 +380,14 @@ def main(argv: list[str] | None = None) -> None:
         model = build(config, args.seed)
         perturb(model, torch.Generator().manual_seed(args.seed))
         save(model, config, out_dir / "tiny-sd1.safetensors")
+
+    if args.only in (None, "sd2v"):
+        sys.path.insert(0, str(args.webui_root / "repositories" / "stable-diffusion-stability-ai"))
+        write_tiny_open_clip_repo(args.seed, torch.Generator().manual_seed(args.seed + 1))  # as SDXL's
+        config = sd2v_config()
+        model = build(config, args.seed + 2)
+        perturb(model, torch.Generator().manual_seed(args.seed + 2))
+        save(model, config, out_dir / "tiny-sd2v.safetensors")
 
     if args.only in (None, "sdxl"):
         sys.path.insert(0, str(args.webui_root / "repositories" / "generative-models"))
