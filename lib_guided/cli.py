@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--lr", type=float, default=0.1)
     gen.add_argument("--target", choices=TARGETS, default="x0")
     gen.add_argument("--painting", choices=("blur", "median-quantize"), default="blur")
-    gen.add_argument("--gradient-decoder", choices=DECODERS, default="full",
+    gen.add_argument("--gradient-decoder", choices=DECODERS, default="linear-anchored",
                      help="decoder the stroke gradient goes through (the image always uses the full VAE)")
     gen.add_argument("--region-weight", type=float, default=1.0)
     gen.add_argument("--out", required=True)

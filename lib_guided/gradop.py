@@ -78,6 +78,9 @@ def optimise_latent(
         if weight_mask is not None:
             weight_mask = weight_mask.to(device=w.device, dtype=w.dtype)
         optimiser = torch.optim.Adam([w], lr=lr)
+        start_phase = getattr(decode, "start_phase", None)
+        if start_phase is not None:  # decoders that anchor on the phase's first latent
+            start_phase(w.detach())
         for _ in range(steps):
             image = decode(w).clamp(0.0, 1.0)
             loss = stroke_loss(painting, image, target.to(image.dtype), weight_mask)

@@ -80,7 +80,14 @@ FIELDS: tuple[Field, ...] = (
     Field("blur_size", int, 0, "Blur kernel at 512px (0 = auto: 35)", 0, 101, 2, infotext="Guided blur"),
     Field("painting", str, "blur", "Painting function", choices=PAINTINGS, infotext="Guided painting"),
     Field("target", str, "x0", "Gradient target", choices=TARGETS, infotext="Guided target"),
-    Field("decoder", str, "full", "Decoder for the gradient", choices=DECODERS, infotext="Guided decoder"),
+    Field(
+        "decoder",
+        str,
+        "linear-anchored",
+        "Decoder for the gradient",
+        choices=DECODERS,
+        infotext="Guided decoder",
+    ),
     Field(
         "region_weight", float, 1.0, "Region control weight", 0.0, 10.0, 0.05, infotext="Guided region weight"
     ),
@@ -128,7 +135,7 @@ class GuidedParams:
     blur_size: int = 0
     painting: str = "blur"
     target: str = "x0"
-    decoder: str = "full"
+    decoder: str = "linear-anchored"
     region_weight: float = 1.0
     colour_tolerance: float = 24.0
     hires_pass: str = "first"

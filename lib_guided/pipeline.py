@@ -49,6 +49,11 @@ def _latent_channels(model: DiffusionModel) -> int:
     return int(getattr(model, "latent_channels", 4))
 
 
+def _device(model: DiffusionModel) -> torch.device:
+    """Where the model's inputs belong (noise is still drawn on the CPU generator: same seed, same noise)."""
+    return torch.device(getattr(model, "device", "cpu"))
+
+
 @torch.no_grad()
 def generate(
     model: DiffusionModel,
@@ -70,7 +75,7 @@ def generate(
     colour_tolerance: float = 24.0,
     gamma: float = 1e-3,
     relaxed_steps: int = 50,
-    gradient_decoder: str = "full",
+    gradient_decoder: str = "linear-anchored",
     decoder=None,
 ) -> GenerateResult:
     """Text + strokes -> image. ``method``: gradop+ (one pass), gradop (relaxed, ~1.8 passes),
@@ -106,7 +111,8 @@ def generate(
         hooks.append(RegionControlHook(control))
 
     evals_before = model.evals
-    noise = gaussian_like(torch.empty(batch_size, _latent_channels(model), h, w), generator)
+    shape = (batch_size, _latent_channels(model), h, w)
+    noise = gaussian_like(torch.empty(shape, device=_device(model)), generator)
     history: list[tuple[int, float, float]] = []
     with attention:
         if painting_strokes is None or method == "text":
@@ -117,10 +123,10 @@ def generate(
                 paint_fn = make_painting("blur")
             else:
                 paint_fn = make_painting(painting, palette=[c.rgb for c in found])
-            decode = decoder or make_gradient_decoder(gradient_decoder, model)
+            decode = decoder or make_gradient_decoder(gradient_decoder, model, fit_latent_size=(h, w))
             if method == "sdedit":
                 start = start_index_for_strength(steps, gradop.strength)
-                init = model.encode(target.expand(batch_size, -1, -1, -1))
+                init = model.encode(target.to(_device(model)).expand(batch_size, -1, -1, -1))
                 x = noised_start(init, float(sigmas[start]), generator)
                 latents = sample(model, x, sigmas[start:], cond, uncond, cfg, hooks=hooks, first_step=start)
             elif method == "gradop+":
@@ -180,7 +186,7 @@ def edit_image(
     source = model.encode_prompt([source_prompt])
     target = model.encode_prompt([edit_prompt])
     uncond = model.encode_prompt([negative_prompt])
-    latent = model.encode(image)
+    latent = model.encode(image.to(_device(model)))
     before = model.evals
     inverted = invert(model, latent, sigmas, source, uncond, settings)
     after_inversion = model.evals
@@ -192,7 +198,7 @@ def edit_image(
     elif mask is not None:
         blend = torch.nn.functional.interpolate(
             mask.reshape(1, 1, *mask.shape[-2:]).float(), size=(h, w), mode="area"
-        )
+        ).to(latent.device)
     else:
         blend = None
     generator = torch.Generator().manual_seed(int(seed))

@@ -31,13 +31,14 @@ def test_quick_tiny_benchmark_writes_every_case_with_ratios(tmp_path):
     )
     elapsed = time.perf_counter() - start
     assert done.returncode == 0, done.stderr
-    assert elapsed < 60, elapsed  # measured: 24 s on 2 busy cores
+    assert elapsed < 90, elapsed  # a hang guard, not a timing (measured: 24 s on 2 busy cores)
     report = json.loads((tmp_path / "bench.json").read_text())
     assert {"cpu_count", "torch_version", "device_name"} <= set(report["machine"])
     rows = report["rows"]
     cases = [r["case"] for r in rows]
-    assert cases[0] == "txt2img" and len(cases) == 1 + 3 + 1 + 8
-    assert {"gradop+ full", "gradop+ full-checkpointed", "gradop+ linear", "img2img sdedit 0.8"} <= set(cases)
+    assert cases[0] == "txt2img" and len(cases) == 1 + 4 + 1 + 8
+    decoders = {f"gradop+ {d}" for d in ("full", "full-checkpointed", "linear", "linear-anchored")}
+    assert decoders | {"img2img sdedit 0.8"} <= set(cases)
     assert {
         f"inversion {s} {n}" for s in ("ddim", "fixed-point", "aidi-e", "aidi-a") for n in (10, 20)
     } <= set(cases)

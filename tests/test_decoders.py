@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from lib_guided.decoders import (
+    AnchoredLinearDecoder,
     AutocastDecoder,
     LinearDecoderCache,
     LinearLatentDecoder,
@@ -159,6 +160,52 @@ def test_adam_through_the_fitted_decoder_lowers_the_full_decoders_loss(tiny_mode
     # measured: full -0.27 .. -0.23, 3x3 linear -0.20 .. -0.13 (the 1x1 map: +0.02 .. +0.13, worse)
     assert max(changes["linear"]) < -0.08 and max(changes["full"]) < -0.15, changes
     assert fitted.weight.grad is None
+
+
+# -- the anchored linear decoder -----------------------------------------------------------------------
+
+
+def test_anchored_decoder_is_exact_at_its_anchor_and_moves_with_the_linear_map(tiny_model, fitted):
+    anchored = AnchoredLinearDecoder(tiny_model.decode, fitted)
+    with pytest.raises(RuntimeError, match="start_phase"):
+        anchored(latent(0))
+    w0, w1 = latent(0), latent(1)
+    anchored.start_phase(w0)
+    with torch.no_grad():
+        assert torch.allclose(anchored(w0), tiny_model.decode(w0), atol=1e-5)
+        assert torch.allclose(anchored(w1) - anchored(w0), fitted(w1) - fitted(w0), atol=1e-5)
+    assert anchored.offset.requires_grad is False  # a constant: the gradient flows through the map only
+
+
+def test_anchored_decoder_reanchors_every_n_calls(tiny_model, fitted):
+    calls = []
+
+    def counting_decode(z):
+        calls.append(z.clone())
+        return tiny_model.decode(z)
+
+    anchored = AnchoredLinearDecoder(counting_decode, fitted, reanchor_every=4)
+    w = latent(2)
+    anchored.start_phase(w)
+    for k in range(12):
+        anchored(w + 0.01 * k)
+    assert len(calls) == 3  # the phase start, then after calls 4 and 8
+    assert torch.equal(calls[1], w + 0.04) and torch.equal(calls[2], w + 0.08)
+
+
+def test_adam_through_the_anchored_decoder_lowers_the_full_decoders_loss(tiny_model, fitted):
+    target = two_colour_target()
+    changes = []
+    for s in range(4):
+        w = latent(100 + s)
+        before = full_decoder_loss(tiny_model, w, target)
+        anchored = make_gradient_decoder("linear-anchored", tiny_model, cache=LinearDecoderCache())
+        with torch.no_grad():
+            out, first, last = optimise_latent(w, target, anchored, BlurPainting(), steps=12, lr=0.1)
+        assert first == pytest.approx(before, rel=1e-4)  # exact at the phase start, unlike the plain map
+        changes.append(full_decoder_loss(tiny_model, out, target) / before - 1.0)
+    print(f"full-decoder stroke loss change, anchored linear decoder: {changes}")
+    assert max(changes) < -0.08, changes
 
 
 # -- the checkpointed full decoder ---------------------------------------------------------------------

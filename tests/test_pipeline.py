@@ -36,8 +36,10 @@ def loss_to_strokes(images: torch.Tensor) -> float:
 
 
 def test_methods_run_and_gradop_plus_follows_strokes_better_than_text(tiny_model):
+    # the reference decoder: on random weights the fitted linear map barely tracks the VAE (stroke loss
+    # of seeds 3-5: full -23 %, linear and linear-anchored -2 % against text only; the lab measures them)
     text = run(tiny_model, method="text")
-    plus = run(tiny_model, method="gradop+")
+    plus = run(tiny_model, method="gradop+", gradient_decoder="full")
     assert plus.images.shape == (1, 3, 64, 64)
     assert plus.model_evals == text.model_evals == 6  # cond+uncond batched: one call per step
     assert len(plus.loss_history) == 3

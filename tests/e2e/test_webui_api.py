@@ -48,6 +48,14 @@ def test_strokes_pull_every_sampler_toward_the_painting(sd1, sampler):
     assert "Guided stroke loss:" in info and "Guided mode: strokes" in info
 
 
+def test_default_decoder_runs_and_is_written_to_the_infotext(sd1, baseline):
+    named = {"enabled": True, "strokes": STROKES}  # no decoder given: the default, linear-anchored
+    result = txt2img(sd1, alwayson_scripts={"guided synthesis": {"args": [named]}})
+    info = result.info["infotexts"][0]
+    assert "Guided decoder: linear-anchored" in info and "Guided stroke loss:" in info
+    assert not np.array_equal(as_array(result.image), baseline)
+
+
 def test_zero_strength_and_zero_region_weight_equal_the_disabled_output(sd1, baseline):
     off = txt2img(sd1, alwayson_scripts=guided(strokes=STROKES, strength=0.0))
     assert np.array_equal(as_array(off.image), baseline)
@@ -65,7 +73,9 @@ def test_zero_strength_and_zero_region_weight_equal_the_disabled_output(sd1, bas
 def test_named_dict_and_positional_args_agree(sd1):
     named = txt2img(sd1, alwayson_scripts=guided(strokes=STROKES, palette=BARN, adam_steps=4))
     values = {f.name: f.default for f in FIELDS}
-    values.update(enabled=True, strokes=STROKES, palette=[["#d03030", "red barn", 1.0]], adam_steps=4)
+    values.update(
+        enabled=True, strokes=STROKES, palette=[["#d03030", "red barn", 1.0]], adam_steps=4, decoder="full"
+    )
     positional = txt2img(
         sd1, alwayson_scripts={"guided synthesis": {"args": [values[f.name] for f in FIELDS]}}
     )
@@ -79,7 +89,7 @@ def test_infotext_round_trips_through_png_info(sd1):
     items = info["parameters"]
     assert items["Guided strokes"].startswith("not stored")
     restored = GuidedParams(**{f.name: items[f.infotext] for f in FIELDS if f.infotext in items})
-    assert restored == GuidedParams(enabled=True, palette=BARN, lr=0.05, region_weight=1.5)
+    assert restored == GuidedParams(enabled=True, palette=BARN, lr=0.05, region_weight=1.5, decoder="full")
 
 
 @pytest.mark.parametrize(
@@ -170,3 +180,102 @@ def test_sdxl_checkpoint_strokes_and_regions(sdxl):
     plain = txt2img(sdxl)
     result = txt2img(sdxl, alwayson_scripts=guided(strokes=STROKES, palette=BARN, region_weight=2.0))
     assert stroke_mse(result.image) < stroke_mse(plain.image)
+
+
+@pytest.mark.parametrize("sampler", ["Euler", "DDIM"])
+def test_sd2_v_prediction_checkpoint_strokes(sd2v, sampler):
+    # k-diffusion (CompVisVDenoiser) and timestep samplers (CompVisTimestepsVDenoiser) both predict v
+    plain = txt2img(sd2v, sampler=sampler)
+    result = txt2img(sd2v, sampler=sampler, alwayson_scripts=guided(strokes=STROKES, palette=BARN))
+    assert stroke_mse(result.image) < stroke_mse(plain.image)
+    off = txt2img(sd2v, sampler=sampler, alwayson_scripts=guided(strokes=STROKES, strength=0.0))
+    assert np.array_equal(as_array(off.image), as_array(plain.image))
+
+
+def test_sd2_v_prediction_aidi_reconstruction(sd2v):
+    result = sd2v.api.img2img(
+        images=[painting()],
+        prompt="a red barn",
+        seed=3,
+        sampler_name="DDIM",
+        steps=6,
+        width=SIZE,
+        height=SIZE,
+        denoising_strength=1.0,
+        alwayson_scripts=guided(mode="edit", source_prompt="a red barn", return_reconstruction=True),
+    )
+    info = result.info["infotexts"][0]
+    psnr = float(info.split("Guided reconstruction PSNR: ")[1].split(",")[0].split()[0])
+    assert psnr > 20, info  # the inversion runs through the v-prediction wrapper and round-trips
+
+
+def xyz_args(x_type: int, x_values: str) -> list:
+    """The X/Y/Z plot script's positional args: one X axis, lone images returned after the grid."""
+    nothing = [0, "", []]
+    return [x_type, x_values, [], *nothing, *nothing, True, True, False, False, False, False, False, 0, False]
+
+
+def xyz_labels(server, img2img: bool) -> list[str]:
+    scripts = requests.get(f"{server.url}/sdapi/v1/script-info", timeout=60).json()
+    plot = next(s for s in scripts if s["name"] == "x/y/z plot" and s["is_img2img"] == img2img)
+    return plot["args"][0]["choices"]  # "X type", a dropdown of axis labels (sent as an index)
+
+
+def test_xyz_plot_axes_exist_per_tab(sd1):
+    txt, img = xyz_labels(sd1, img2img=False), xyz_labels(sd1, img2img=True)
+    for label in ("[Guided] Adam steps N", "[Guided] Learning rate", "[Guided] Region control weight"):
+        assert label in txt and label in img
+    for label in ("[Guided] Inversion CFG", "[Guided] Edit CFG", "[Guided] Inversion solver"):
+        assert label in img and label not in txt
+    assert len(txt) == len(set(txt))  # registered once
+
+
+def test_xyz_plot_varies_adam_steps(sd1, baseline):
+    x_type = xyz_labels(sd1, img2img=False).index("[Guided] Adam steps N")
+    result = txt2img(
+        sd1,
+        script_name="x/y/z plot",
+        script_args=xyz_args(x_type, "0, 6"),
+        alwayson_scripts=guided(strokes=STROKES),
+    )
+    grid, no_steps, six_steps = result.images
+    assert grid.size[0] >= 2 * SIZE
+    assert np.array_equal(as_array(no_steps), baseline)  # N = 0: no gradient step at all
+    assert stroke_mse(six_steps) < stroke_mse(no_steps)
+    infos = result.info["infotexts"]
+    assert "Guided N: 0" in infos[1] and "Guided N: 6" in infos[2]
+
+
+def test_xyz_plot_rejects_an_out_of_range_value_before_generating(sd1, baseline):
+    x_type = xyz_labels(sd1, img2img=False).index("[Guided] Learning rate")
+    with pytest.raises(RuntimeError) as err:
+        txt2img(
+            sd1,
+            script_name="x/y/z plot",
+            script_args=xyz_args(x_type, "0.1, 7"),
+            alwayson_scripts=guided(strokes=STROKES),
+        )
+    assert "lr: X/Y/Z plot value: must be in [0.001, 1], got 7" in str(err.value)
+    assert np.array_equal(as_array(txt2img(sd1).image), baseline)
+
+
+def test_xyz_plot_edit_cfg_axis_in_img2img(sd1):
+    x_type = xyz_labels(sd1, img2img=True).index("[Guided] Edit CFG")
+    result = sd1.api.img2img(
+        images=[painting()],
+        prompt="a blue barn",
+        seed=3,
+        sampler_name="DDIM",
+        steps=4,
+        width=SIZE,
+        height=SIZE,
+        cfg_scale=5,
+        denoising_strength=1.0,
+        script_name="x/y/z plot",
+        script_args=xyz_args(x_type, "1, 9"),
+        alwayson_scripts=guided(mode="edit", source_prompt="a red barn"),
+    )
+    _, low, high = result.images
+    assert not np.array_equal(as_array(low), as_array(high))
+    infos = result.info["infotexts"]
+    assert "Guided edit CFG: 1.0" in infos[1] and "Guided edit CFG: 9.0" in infos[2]

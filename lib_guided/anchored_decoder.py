@@ -1,0 +1,38 @@
+"""The linear decoder anchored on one full decode per GradOP phase.
+
+``decode(w) = D(w0) + L(w) - L(w0)``: exact at the phase's first latent ``w0`` (one forward pass of
+the full decoder, no backward), moved by the fitted linear map ``L`` as Adam changes ``w``. Where a
+VAE is far from linear (the lab's small one) the plain linear map misplaces colours; the anchor keeps
+the absolute image right and leaves only the change to the linear map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+Decoder = Callable[[torch.Tensor], torch.Tensor]
+
+
+class AnchoredLinearDecoder:
+    """``reanchor_every`` n > 0 also re-anchors on the current latent every n calls within a phase."""
+
+    def __init__(self, full: Decoder, linear: Decoder, reanchor_every: int = 0) -> None:
+        self.full, self.linear, self.reanchor_every = full, linear, int(reanchor_every)
+        self.offset: torch.Tensor | None = None
+        self.calls = 0
+
+    @torch.no_grad()
+    def start_phase(self, latent: torch.Tensor) -> None:
+        self.offset = self.full(latent) - self.linear(latent)
+        self.calls = 0
+
+    def __call__(self, latent: torch.Tensor) -> torch.Tensor:
+        if self.offset is None or self.offset.shape[0] != latent.shape[0]:
+            raise RuntimeError("AnchoredLinearDecoder: start_phase(latent) must come before decoding")
+        if self.reanchor_every and self.calls and self.calls % self.reanchor_every == 0:
+            self.start_phase(latent.detach())
+            self.calls = self.reanchor_every  # keep counting from here
+        self.calls += 1
+        return self.offset.to(latent.dtype) + self.linear(latent)
