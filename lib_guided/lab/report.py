@@ -20,7 +20,13 @@ from lib_guided.lab import binding_eval, editing_eval, inversion_eval
 from lib_guided.lab.classifier import WEIGHTS, LabClassifier, load_classifier
 from lib_guided.lab.eval_scenes import eval_scenes, reference_images, stack_images
 from lib_guided.lab.metrics import faithfulness_mse, frechet_distance
-from lib_guided.lab.report_plan import FULL, GRADOP_PLUS_DEFAULT, QUICK, ReportPlan
+from lib_guided.lab.report_plan import (
+    EARLY_EXIT_REFERENCE_ITERATIONS,
+    FULL,
+    GRADOP_PLUS_DEFAULT,
+    QUICK,
+    ReportPlan,
+)
 from lib_guided.lab.synthesis_eval import repeat_scenes, score_synthesis, synthesise
 from lib_guided.protocol import DiffusionModel
 
@@ -94,6 +100,26 @@ def run_binding(model, classifier, plan: ReportPlan, scenes, without: torch.Tens
     })
     timer.section("binding", started)
     return result, with_control
+
+
+def run_early_exit(model, plan: ReportPlan, scenes, timer: Timer) -> list[dict]:
+    """Each early-exit solver at each tolerance (iteration cap 10) and at a fixed number of iterations
+    (tolerance never reached): PSNR and model evaluations per step."""
+    started = time.time()
+    settings = [{"tol": tol, "max_iter": 10} for tol in plan.early_exit_tols]
+    settings.append({"tol": 1e-12, "max_iter": EARLY_EXIT_REFERENCE_ITERATIONS})
+    rows = []
+    for setting in settings:
+        measured = inversion_eval.measure(model, scenes, plan.early_exit_solvers, plan.inversion_steps,
+                                          **setting)
+        for row in measured["inversion"]:
+            fixed = setting["max_iter"] == EARLY_EXIT_REFERENCE_ITERATIONS
+            rows.append({"solver": row["solver"], "steps": row["steps"],
+                         "exit": f"{setting['max_iter']} iterations" if fixed else f"tol {setting['tol']:g}",
+                         **setting, "psnr": row["psnr"], "model_evals_per_step": row["model_evals_per_step"],
+                         "converged_fraction": row.get("converged_fraction")})
+    timer.section("inversion early exit", started)
+    return rows
 
 
 def run_editing(model, classifier, plan: ReportPlan, timer: Timer):
@@ -183,6 +209,7 @@ def run_report(model: DiffusionModel, classifier: LabClassifier, plan: ReportPla
     inv_scenes = eval_scenes(plan.inversion_scenes)
     inversion = inversion_eval.measure(model, inv_scenes, plan.inversion_solvers, plan.inversion_steps)
     timer.section("inversion", started)
+    early_exit = run_early_exit(model, plan, inv_scenes, timer)
     editing, edited, edit_scenes = run_editing(model, classifier, plan, timer)
 
     report = {
@@ -197,6 +224,7 @@ def run_report(model: DiffusionModel, classifier: LabClassifier, plan: ReportPla
         "inversion": [{k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
                       for row in inversion["inversion"]],
         "inversion_settings": {"inversion_cfg": 1.0, "tol": 1e-3, "max_iter": 10},
+        "inversion_early_exit": early_exit,
         "editing": editing,
         "editing_ground_truth": editing_yardsticks(classifier, edit_scenes),
     }

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from lib_guided.lab.report_plan import GRADOP_PLUS_DEFAULT
+from lib_guided.decoders import DECODERS
+from lib_guided.lab.report_plan import GRADOP_PLUS_DEFAULT, gradop_plus
 from lib_guided.lab.synthesis_eval import sdedit_at
 
 
@@ -46,9 +47,51 @@ def region_control(report: dict) -> dict:
             "gain": b["with_control"] - b["without_control"]}
 
 
+def decoders(report: dict) -> list[dict]:
+    """GradOP+ (default settings) through each gradient decoder the report ran, relative to the full VAE."""
+    by_setting = {r["setting"]: r for r in report["synthesis"] if r["method"] == "gradop+"}
+    full = by_setting[GRADOP_PLUS_DEFAULT.setting]
+    out = []
+    for decoder in DECODERS:
+        row = by_setting.get(gradop_plus(decoder=decoder).setting)
+        if row is not None:
+            out.append({
+                "decoder": decoder,
+                "faithfulness_mse": row["faithfulness_mse"],
+                "realism_fd": row["realism_fd"],
+                "faithfulness_change": row["faithfulness_mse"] / full["faithfulness_mse"] - 1,
+                "realism_change": row["realism_fd"] / full["realism_fd"] - 1,
+                "seconds_per_scene": row["seconds_per_scene"],
+            })
+    return out
+
+
+def early_exit(report: dict, solver: str = "aidi-a", tolerance_db: float = 0.3) -> list[dict]:
+    """Per step count: the loosest tolerance whose PSNR is within ``tolerance_db`` of the fixed-iteration
+    reference, and its model evaluations per step (the speed target reads this)."""
+    out = []
+    rows = [r for r in report.get("inversion_early_exit", []) if r["solver"] == solver]
+    for steps in sorted({r["steps"] for r in rows}):
+        at = [r for r in rows if r["steps"] == steps]
+        reference = next(r for r in at if r["exit"].endswith("iterations"))
+        close = [r for r in at if r is not reference and r["psnr"] >= reference["psnr"] - tolerance_db]
+        best = max(close, key=lambda r: r["tol"]) if close else None
+        out.append({
+            "solver": solver, "steps": steps, "reference": reference["exit"],
+            "reference_psnr": reference["psnr"],
+            "reference_evals_per_step": reference["model_evals_per_step"],
+            "loosest_tol_within": best["tol"] if best else None,
+            "psnr": best["psnr"] if best else None,
+            "model_evals_per_step": best["model_evals_per_step"] if best else None,
+        })
+    return out
+
+
 def claims(report: dict) -> dict:
     return {
         "gradop_plus_vs_sdedit": gradop_plus_vs_sdedit(report),
         "aidi_vs_ddim": aidi_vs_ddim(report, min(report["plan"]["inversion_steps"])),
         "region_control": region_control(report),
+        "decoders": decoders(report),
+        "early_exit": early_exit(report),
     }

@@ -78,6 +78,21 @@ def render(report: dict) -> str:
         *_table(["solver", "steps", "model evals", "PSNR (dB)", "SSIM", "latent MSE"],
                 [[i["solver"], i["steps"], i["model_evals"], i["psnr"], i.get("ssim", float("nan")),
                   i["latent_mse"]] for i in report["inversion"]]), "",
+        "## Gradient decoders (GradOP+ strength 0.8, N 12)", "",
+        *_table(["decoder", "stroke MSE", "FD", "stroke MSE vs full", "FD vs full", "s / scene"],
+                [[d["decoder"], d["faithfulness_mse"], d["realism_fd"], f"{d['faithfulness_change']:+.1%}",
+                  f"{d['realism_change']:+.1%}", d["seconds_per_scene"]] for d in c["decoders"]]), "",
+        "## Inversion early exit (iteration cap 10; the last rows run a fixed number of iterations)", "",
+        *_table(["solver", "steps", "exit", "model evals / step", "PSNR (dB)", "converged"],
+                [[e["solver"], e["steps"], e["exit"], e["model_evals_per_step"], e["psnr"],
+                  e["converged_fraction"] if e["converged_fraction"] is not None else "-"]
+                 for e in report.get("inversion_early_exit", [])]), "",
+        *(f"- AIDI-A at {e['steps']} steps: the loosest tolerance within 0.3 dB of {e['reference']} "
+          f"({e['reference_psnr']:.2f} dB) is {e['loosest_tol_within']:g}: {e['psnr']:.2f} dB at "
+          f"{e['model_evals_per_step']:.2f} model evaluations per step."
+          if e["loosest_tol_within"] is not None else
+          f"- AIDI-A at {e['steps']} steps: no tolerance came within 0.3 dB of {e['reference']}."
+          for e in c["early_exit"]), "",
         "## Editing (one object recoloured by its colour word)", "",
         *_table(["solver", "steps", "blend mask", "edit success", "PSNR outside the object (dB)"],
                 [[e["solver"], e["steps"], e["mask"], e["edit_success"], e["background_psnr"]]

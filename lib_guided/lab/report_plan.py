@@ -8,6 +8,7 @@ from lib_guided.lab.editing_eval import MASKS, EditSetting
 from lib_guided.lab.synthesis_eval import SynthesisSetting
 
 SOLVERS = ("ddim", "fixed-point", "aidi-e", "aidi-a")
+EARLY_EXIT_REFERENCE_ITERATIONS = 5  # the "5-iteration result" the speed target compares against
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,9 @@ class ReportPlan:
     region_weight: float = 1.0  # "with region control"
     seed: int = 1000
     inversion_solvers: tuple[str, ...] = SOLVERS
+    # early exit: each solver at each residual tolerance, against a fixed EARLY_EXIT_REFERENCE_ITERATIONS
+    early_exit_solvers: tuple[str, ...] = ("fixed-point", "aidi-a")
+    early_exit_tols: tuple[float, ...] = (3e-2, 1e-2, 3e-3, 1e-3, 1e-4)
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
@@ -37,21 +41,22 @@ def _sdedit(strength: float) -> SynthesisSetting:
     return SynthesisSetting("sdedit", f"strength {strength}", strength=strength)
 
 
-def _gradop_plus(strength: float = 0.8, adam_steps: int = 12) -> SynthesisSetting:
-    return SynthesisSetting("gradop+", f"strength {strength}, N {adam_steps}", strength=strength,
-                            adam_steps=adam_steps)
+def gradop_plus(strength: float = 0.8, adam_steps: int = 12, decoder: str = "full") -> SynthesisSetting:
+    label = f"strength {strength}, N {adam_steps}" + ("" if decoder == "full" else f", {decoder} decoder")
+    return SynthesisSetting("gradop+", label, strength=strength, adam_steps=adam_steps, decoder=decoder)
 
 
 TEXT = SynthesisSetting("text", "text only")
-GRADOP_PLUS_DEFAULT = _gradop_plus()
+GRADOP_PLUS_DEFAULT = gradop_plus()
 
 QUICK = ReportPlan(
     scenes=16, per_scene=2, reference=512, steps=20, cfg=5.0,
     synthesis=(TEXT, _sdedit(0.5), _sdedit(0.7), _sdedit(0.9), GRADOP_PLUS_DEFAULT,
+               *(gradop_plus(decoder=d) for d in ("linear", "linear-anchored")),
                SynthesisSetting("gradop", "strength 0.6, 30 Adam steps", strength=0.6, relaxed_steps=30)),
     inversion_scenes=6, inversion_steps=(10, 20),
     edit_scenes=12, edits=(EditSetting("ddim", 10, "none"), *(EditSetting("aidi-a", 10, m) for m in MASKS)),
-    edit_cfg=5.0,
+    edit_cfg=5.0, early_exit_tols=(1e-2, 1e-3),
 )
 
 # About 25 minutes on one thread (extrapolated from the quick plan's 250 s): 48 scenes x 2 images, 12
@@ -59,7 +64,8 @@ QUICK = ReportPlan(
 FULL = ReportPlan(
     scenes=48, per_scene=2, reference=1024, steps=25, cfg=5.0,
     synthesis=(TEXT, *(_sdedit(s) for s in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)),
-               GRADOP_PLUS_DEFAULT, _gradop_plus(0.8, 6), _gradop_plus(0.9, 12),
+               GRADOP_PLUS_DEFAULT, gradop_plus(0.8, 6), gradop_plus(0.9, 12),
+               *(gradop_plus(decoder=d) for d in ("full-checkpointed", "linear", "linear-anchored")),
                SynthesisSetting("gradop", "strength 0.6", strength=0.6),
                SynthesisSetting("gradop", "strength 0.4", strength=0.4)),
     inversion_scenes=12, inversion_steps=(10, 20, 50),

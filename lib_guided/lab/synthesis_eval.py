@@ -27,6 +27,7 @@ class SynthesisSetting:
     injection_steps: int = 3
     lr: float = 0.1
     relaxed_steps: int = 50  # GradOP's Adam steps on the text-only sample
+    decoder: str = "full"  # what GradOP+'s gradient goes through (lib_guided.decoders)
 
     def gradop(self) -> GradOPSettings:
         return GradOPSettings(strength=self.strength, injection_steps=self.injection_steps,
@@ -49,6 +50,7 @@ def synthesise(model: DiffusionModel, scenes: Sequence[Scene], setting: Synthesi
             method=setting.method, width=SIZE, height=SIZE, steps=steps, cfg=cfg, seed=seed + k,
             batch_size=per_scene,
             gradop=setting.gradop(), region_weight=region_weight, relaxed_steps=setting.relaxed_steps,
+            gradient_decoder=setting.decoder,
             colour_tolerance=STROKE_COLOUR_TOLERANCE,
         )
         images.append(result.images)

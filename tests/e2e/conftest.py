@@ -63,28 +63,24 @@ def _start(ckpt: str):
     return webui
 
 
-@pytest.fixture(scope="session")
-def sd1():
-    webui = _start("tiny-sd1")
+def _serve(ckpt: str):
+    webui = _start(ckpt)
     try:
         yield Running(webui)
     finally:
         webui.stop()
+
+
+@pytest.fixture(scope="session")
+def sd1():
+    yield from _serve("tiny-sd1")
 
 
 @pytest.fixture(scope="session")
 def sd2v():
-    webui = _start("tiny-sd2v")
-    try:
-        yield Running(webui)
-    finally:
-        webui.stop()
+    yield from _serve("tiny-sd2v")
 
 
 @pytest.fixture(scope="session")
 def sdxl():
-    webui = _start("tiny-sdxl")
-    try:
-        yield Running(webui)
-    finally:
-        webui.stop()
+    yield from _serve("tiny-sdxl")

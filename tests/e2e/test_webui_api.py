@@ -34,6 +34,22 @@ def txt2img(server, seed=1, sampler="Euler", prompt="a red barn", steps=6, **kw)
     )
 
 
+def edit_img2img(server, prompt="a blue barn", steps=6, **kw):
+    """img2img on the two-colour painting, fully inverted (denoising 1), DDIM, seed 3."""
+    return server.api.img2img(
+        images=[painting()],
+        prompt=prompt,
+        seed=3,
+        sampler_name="DDIM",
+        steps=steps,
+        width=SIZE,
+        height=SIZE,
+        cfg_scale=5,
+        denoising_strength=1.0,
+        **kw,
+    )
+
+
 @pytest.fixture(scope="module")
 def baseline(sd1):
     return as_array(txt2img(sd1).image)
@@ -158,17 +174,8 @@ def test_hires_fix_runs_guidance_on_the_first_pass(sd1):
 
 
 def test_aidi_edit_mode_reports_reconstruction_psnr(sd1):
-    result = sd1.api.img2img(
-        images=[painting()],
-        prompt="a blue barn",
-        seed=3,
-        sampler_name="DDIM",
-        steps=6,
-        width=SIZE,
-        height=SIZE,
-        cfg_scale=5,
-        denoising_strength=1.0,
-        alwayson_scripts=guided(mode="edit", source_prompt="a red barn", return_reconstruction=True),
+    result = edit_img2img(
+        sd1, alwayson_scripts=guided(mode="edit", source_prompt="a red barn", return_reconstruction=True)
     )
     assert len(result.images) == 2  # the edit and the plain reconstruction
     info = result.info["infotexts"][0]
@@ -193,15 +200,9 @@ def test_sd2_v_prediction_checkpoint_strokes(sd2v, sampler):
 
 
 def test_sd2_v_prediction_aidi_reconstruction(sd2v):
-    result = sd2v.api.img2img(
-        images=[painting()],
+    result = edit_img2img(
+        sd2v,
         prompt="a red barn",
-        seed=3,
-        sampler_name="DDIM",
-        steps=6,
-        width=SIZE,
-        height=SIZE,
-        denoising_strength=1.0,
         alwayson_scripts=guided(mode="edit", source_prompt="a red barn", return_reconstruction=True),
     )
     info = result.info["infotexts"][0]
@@ -261,16 +262,9 @@ def test_xyz_plot_rejects_an_out_of_range_value_before_generating(sd1, baseline)
 
 def test_xyz_plot_edit_cfg_axis_in_img2img(sd1):
     x_type = xyz_labels(sd1, img2img=True).index("[Guided] Edit CFG")
-    result = sd1.api.img2img(
-        images=[painting()],
-        prompt="a blue barn",
-        seed=3,
-        sampler_name="DDIM",
+    result = edit_img2img(
+        sd1,
         steps=4,
-        width=SIZE,
-        height=SIZE,
-        cfg_scale=5,
-        denoising_strength=1.0,
         script_name="x/y/z plot",
         script_args=xyz_args(x_type, "1, 9"),
         alwayson_scripts=guided(mode="edit", source_prompt="a red barn"),
