@@ -84,8 +84,9 @@ def test_realism_metric_separates_real_from_strokes(report):
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="measured on the shipped model: GradOP+ FD 48.9 vs SDEdit 28.6 at matched faithfulness; on this "
-    "world SDEdit's flat-stroke domain gap is small and GradOP+ smears colours (docs/lab/report.md). "
+    reason="measured on the shipped model: GradOP+ FD 48.9 vs SDEdit 28.6 at matched faithfulness. SDEdit "
+    "starts from flat strokes that are nearly the scene; GradOP+ starts from noise and inherits the small "
+    "model's weak unguided sampling (text-only FD 61.4; docs/lab/report.md, README). "
     "strict: the day it holds, this xfail fails and must be removed",
 )
 def test_gradop_plus_is_more_realistic_than_sdedit_at_matched_faithfulness(report):
