@@ -21,7 +21,7 @@ class AnchoredLinearDecoder:
     def __init__(self, full: Decoder, linear: Decoder, reanchor_every: int = 0) -> None:
         self.full, self.linear, self.reanchor_every = full, linear, int(reanchor_every)
         self.offset: torch.Tensor | None = None
-        self.calls = 0
+        self.calls = 0  # decodes since the last anchor
 
     @torch.no_grad()
     def start_phase(self, latent: torch.Tensor) -> None:
@@ -31,8 +31,7 @@ class AnchoredLinearDecoder:
     def __call__(self, latent: torch.Tensor) -> torch.Tensor:
         if self.offset is None or self.offset.shape[0] != latent.shape[0]:
             raise RuntimeError("AnchoredLinearDecoder: start_phase(latent) must come before decoding")
-        if self.reanchor_every and self.calls and self.calls % self.reanchor_every == 0:
-            self.start_phase(latent.detach())
-            self.calls = self.reanchor_every  # keep counting from here
+        if self.reanchor_every and self.calls == self.reanchor_every:
+            self.start_phase(latent.detach())  # counts from 0 again
         self.calls += 1
         return self.offset.to(latent.dtype) + self.linear(latent)

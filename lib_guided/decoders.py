@@ -125,8 +125,9 @@ def make_gradient_decoder(
     attribute. ``autocast_dtype`` runs the full decoders under ``torch.autocast``.
     """
     key = name.strip().lower().replace("_", "-") if isinstance(name, str) else name
+    full = model.decode if autocast_dtype is None else AutocastDecoder(model.decode, autocast_dtype)
     if key == "full":
-        return model.decode if autocast_dtype is None else AutocastDecoder(model.decode, autocast_dtype)
+        return full
     if key == "full-checkpointed":
         vae = getattr(model, "vae", None)
         try:
@@ -142,7 +143,6 @@ def make_gradient_decoder(
         )
         if key == "linear":
             return linear
-        full = model.decode if autocast_dtype is None else AutocastDecoder(model.decode, autocast_dtype)
         return AnchoredLinearDecoder(full, linear, ANCHOR_EVERY)  # fresh per call: it holds the anchor
     if key == "tiny":
         tiny = tiny_decoder if tiny_decoder is not None else getattr(model, "tiny_decoder", None)

@@ -16,6 +16,12 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 MARKERS = {"text": "s", "sdedit": "o", "gradop+": "*", "gradop": "D"}
 
 
@@ -41,9 +47,7 @@ def realism_vs_faithfulness(report: dict, path: Path) -> None:
     ax.set_xlabel("faithfulness: MSE(blur(output), blur(strokes))  (lower = more faithful)")
     ax.set_ylabel("realism: FD to real scenes (lower = more real)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def inversion_curves(report: dict, path: Path) -> None:
@@ -59,9 +63,7 @@ def inversion_curves(report: dict, path: Path) -> None:
     ax.set_xlabel("model evaluations per image (inversion; labels = DDIM steps)")
     ax.set_ylabel("reconstruction PSNR (dB)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def binding_bars(report: dict, path: Path) -> None:
@@ -77,9 +79,7 @@ def binding_bars(report: dict, path: Path) -> None:
     ax.set_ylim(0, 1.08)
     ax.set_ylabel("shape of the bound phrase found in its region")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def image_grid(columns: dict[str, torch.Tensor], path: Path, rows: int) -> None:
@@ -92,6 +92,4 @@ def image_grid(columns: dict[str, torch.Tensor], path: Path, rows: int) -> None:
         for i in range(rows):
             axes[i][j].imshow(images[i].permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
             axes[i][j].axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)

@@ -25,6 +25,14 @@ def page(sd1, tmp_path_factory):
         browser.close()
 
 
+def small_txt2img(page, steps: int) -> None:
+    """Prompt "a red barn", 64x64, ``steps`` steps: a generation that takes about a second."""
+    page.fill("#txt2img_prompt textarea", "a red barn")
+    for name, value in (("width", "64"), ("height", "64"), ("steps", str(steps))):
+        page.fill(f"#txt2img_{name} input[type=number]", value)
+        page.press(f"#txt2img_{name} input[type=number]", "Enter")
+
+
 def open_tab(page, name: str) -> None:
     page.locator("#tabs > .tab-nav button", has_text=name).first.click()
 
@@ -49,10 +57,7 @@ def test_accordion_renders_in_both_tabs(page):
 def test_generate_without_a_painting_shows_a_clear_error(page):
     page.locator("#script_txt2img_guided_synthesis_accordion").click()
     page.locator("#script_txt2img_guided_synthesis_enabled input").check()
-    page.fill("#txt2img_prompt textarea", "a red barn")
-    for name, value in (("width", "64"), ("height", "64"), ("steps", "2")):
-        page.fill(f"#txt2img_{name} input[type=number]", value)
-        page.press(f"#txt2img_{name} input[type=number]", "Enter")
+    small_txt2img(page, steps=2)
     page.click("#txt2img_generate")
     expected = "Guided Synthesis: strokes: stroke guidance is enabled but no painting was given"
     page.wait_for_function(
@@ -93,10 +98,7 @@ def test_paint_on_the_canvas_and_generate(page):
         })"""
     )
     assert len(mutations) < 10, mutations[:20]
-    page.fill("#txt2img_prompt textarea", "a red barn")
-    for name, value in (("width", "64"), ("height", "64"), ("steps", "4")):
-        page.fill(f"#txt2img_{name} input[type=number]", value)
-        page.press(f"#txt2img_{name} input[type=number]", "Enter")
+    small_txt2img(page, steps=4)
     page.locator("#script_txt2img_guided_synthesis_accordion").screenshot(
         path=str(DOCS / "webui-txt2img.png")
     )
