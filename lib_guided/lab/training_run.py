@@ -53,13 +53,16 @@ def run(args) -> dict:
         if getattr(args, key) is not None:
             plan[key] = getattr(args, key)
     torch.set_num_threads(args.threads)
+    device = torch.device(getattr(args, "device", None) or ("cuda" if torch.cuda.is_available() else "cpu"))
     transformers_logging.disable_progress_bar()  # no tqdm bars from save_pretrained in the log
     seed_everything(args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log = RunLog(out / "train_log.txt")
     report = {"seed": args.seed, "threads": args.threads, "plan": plan, "train_dataset_seed": args.seed,
-              "held_out_dataset_seed": args.seed + HELD_OUT_OFFSET}
+              "held_out_dataset_seed": args.seed + HELD_OUT_OFFSET, "device": _device_name(device),
+              "recipe": {"lr": args.lr, "batch": args.batch, "min_snr_gamma": args.min_snr_gamma,
+                         "init_from": str(args.init_from) if args.init_from else None}}
     log(f"plan {plan} seed {args.seed} threads {args.threads}")
 
     t0 = time.time()
@@ -88,15 +91,18 @@ def run(args) -> dict:
         report["vae_seconds"] = round(time.time() - t0, 1)
         report["vae_seconds_per_step"] = round(report["vae_seconds"] / max(plan["vae_steps"], 1), 3)
     report["params"] = {"vae": mc.parameter_count(vae)}
-    vae.requires_grad_(False)
+    vae.requires_grad_(False).to(device)
     report["vae_psnr_held_out"] = round(reconstruction_psnr(vae, held_out), 2)
     log(f"VAE held-out PSNR {report['vae_psnr_held_out']} dB")
 
     t0 = time.time()
     latent_mean, latent_std = encode_latents(vae, data["images"])
-    scaling = latent_scaling_factor(latent_mean, latent_std, gen)
-    vae.register_to_config(scaling_factor=scaling)
-    save_component(out, "vae", vae)
+    if args.vae_from:
+        scaling = float(vae.config.scaling_factor)  # a UNet trained on this VAE expects its latent scale
+    else:
+        scaling = latent_scaling_factor(latent_mean, latent_std, gen)
+        vae.register_to_config(scaling_factor=scaling)
+    save_component(out, "vae", vae.cpu())
     report["scaling_factor"] = scaling
     report["latent_stats"] = {"mean": float(latent_mean.mean()), "std": float(latent_mean.std()),
                               "posterior_std": float(latent_std.mean())}
@@ -105,25 +111,61 @@ def run(args) -> dict:
 
     ids = tokenize(tokenizer, data["captions"])
     empty_ids = tokenize(tokenizer, [""])[0]
-    text_encoder = mc.build_text_encoder(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
-    unet = mc.build_unet()
+    if args.init_from:
+        # continue from a trained pipeline's (EMA) weights, e.g. the shipped model
+        from diffusers import UNet2DConditionModel
+        from transformers import CLIPTextModel
+
+        text_encoder = CLIPTextModel.from_pretrained(args.init_from, subfolder="text_encoder")
+        unet = UNet2DConditionModel.from_pretrained(args.init_from, subfolder="unet")
+        report["init_unet_steps"], report["init_unet_seconds"] = _trained_so_far(Path(args.init_from))
+        log(f"UNet and text encoder initialised from {args.init_from} "
+            f"({report['init_unet_steps']} steps, {report['init_unet_seconds']:.0f} s of training)")
+    else:
+        text_encoder = mc.build_text_encoder(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
+        unet = mc.build_unet()
+    text_encoder.to(device)
+    unet.to(device)
     report["params"].update(unet=mc.parameter_count(unet), text_encoder=mc.parameter_count(text_encoder))
     log(f"parameters {report['params']}")
 
     def checkpoint(ema_models, step):
         save_pipeline(out, unet=ema_models["unet"], text_encoder=ema_models["text_encoder"])
         log(f"checkpoint at unet step {step} written to {out}")
+        _write_report(out, {**report, "unet_steps_done": step})
 
     t0 = time.time()
-    ema, report["unet_steps_done"] = train_unet(
+    ema, report["unet_steps_done"], report["unet_seconds"] = train_unet(
         unet, text_encoder, mc.build_scheduler("ddpm"), latent_mean, latent_std, ids, empty_ids, scaling,
         plan["unet_steps"], log, gen, checkpoint=checkpoint, checkpoint_every=plan["checkpoint_every"],
         deadline=log.start + 60.0 * args.max_minutes - 60.0,  # a minute left for the final save
+        batch=args.batch, lr=args.lr, min_snr_gamma=args.min_snr_gamma, state_dir=args.resume,
+        warmup=args.warmup,
     )
-    report["unet_seconds"] = round(time.time() - t0, 1)
+    report["unet_seconds"] = round(report["unet_seconds"], 1)
     report["unet_seconds_per_step"] = round(report["unet_seconds"] / max(report["unet_steps_done"], 1), 3)
     save_pipeline(out, unet=ema["unet"], text_encoder=ema["text_encoder"])
     report["total_seconds"] = round(log.elapsed(), 1)
-    (out / "lab_training.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    _write_report(out, report)
     log(f"done: {report}")
     return report
+
+
+def _trained_so_far(folder: Path) -> tuple[int, float]:
+    """UNet steps and seconds behind a pipeline folder, counting the runs it was initialised from."""
+    record = folder / "lab_training.json"
+    if not record.is_file():
+        return 0, 0.0
+    r = json.loads(record.read_text(encoding="utf-8"))
+    return (int(r.get("init_unet_steps", 0)) + int(r.get("unet_steps_done", 0)),
+            float(r.get("init_unet_seconds", 0.0)) + float(r.get("unet_seconds", 0.0)))
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def _write_report(out: Path, report: dict) -> None:
+    (out / "lab_training.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
