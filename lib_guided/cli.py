@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_generate(args: argparse.Namespace) -> dict:
     # check the cheap inputs before the slow model load
-    strokes = load_strokes(args.strokes) if args.strokes else None
+    strokes = load_strokes(Path(args.strokes)) if args.strokes else None
     width = args.width or (strokes.width if strokes else 512)
     height = args.height or (strokes.height if strokes else 512)
     settings = GradOPSettings(strength=args.strength, injection_steps=args.injection_steps,

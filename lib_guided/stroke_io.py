@@ -1,11 +1,20 @@
-"""Read a painting (PIL image, array, tensor, file, bytes, base64 or data URL) into a ``StrokeImage``."""
+"""Read a painting (PIL image, array, tensor, file, bytes, base64 or data URL) into a ``StrokeImage``.
+
+Text is image data, never a file path: the HTTP API hands us strings from anyone who can reach the
+server, so a string is decoded as base64 (or a data URL) and nothing else. Files are read only from a
+``pathlib.Path`` (the CLI, Python callers). Every string that is not image data gets one message, so an
+error never tells whether some path exists on the server.
+
+Work is bounded by the painting's pixel count, read from the file header before anything is decoded
+(PIL's own bomb limit cannot be relied on: the WebUI's X/Y/Z plot switches it off for the process).
+Encoded paintings above the cap are refused; in-memory ones (the UI's canvas) are scaled down to it.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import io
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,9 +25,20 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from lib_guided.errors import GuidedInputError
 
-_IMAGE_SUFFIX_RE = re.compile(r"\.(png|jpe?g|webp|bmp|gif|tiff?)$", re.IGNORECASE)
 # What PIL raises for corrupt, truncated or oversized image data.
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+NOT_IMAGE_DATA = (
+    "not image data: send the image itself, base64-encoded (PNG, JPEG or WebP), optionally as a "
+    "data:image/png;base64,... URL (text is never read as a file path)"
+)
+MAX_PAINTING_PIXELS = 4096 * 4096  # whatever the output size
+MIN_PAINTING_CAP = 1024 * 1024  # a painting this big is always accepted
+
+
+def painting_pixel_cap(width: int, height: int) -> int:
+    """Largest painting (in pixels) accepted for a ``width`` x ``height`` output: four times the output's
+    area (twice its side: more detail than the blurred stroke loss can see), at least 1024², at most 4096²."""
+    return int(min(max(4 * int(width) * int(height), MIN_PAINTING_CAP), MAX_PAINTING_PIXELS))
 
 
 @dataclass(frozen=True, eq=False)
@@ -41,9 +61,13 @@ class StrokeImage:
         return int(self.alpha.sum())
 
 
-def load_strokes(source: Any, field: str = "strokes") -> StrokeImage:
-    """Load a painting from a PIL image, array, tensor, file path, raw bytes or base64 / data URL."""
-    strokes = _load_any(source, field)
+def load_strokes(source: Any, field: str = "strokes", max_pixels: int = MAX_PAINTING_PIXELS) -> StrokeImage:
+    """Load a painting from a PIL image, array, tensor, ``Path``, raw bytes or base64 / data URL string.
+
+    Encoded paintings over ``max_pixels`` are refused before decoding; in-memory ones are scaled down
+    (nearest neighbour, so the colours stay the painted ones) to fit.
+    """
+    strokes = _load_any(source, field, int(max_pixels))
     if strokes.rgb.size == 0:
         raise GuidedInputError(field, "the painting has zero size")
     if not strokes.alpha.any():
@@ -56,24 +80,47 @@ def as_strokes(strokes: Any, field: str = "strokes") -> StrokeImage:
     return strokes if isinstance(strokes, StrokeImage) else load_strokes(strokes, field)
 
 
-def _load_any(source: Any, field: str) -> StrokeImage:
+def _load_any(source: Any, field: str, max_pixels: int) -> StrokeImage:
     if isinstance(source, StrokeImage):
-        return _from_stroke_image(source, field)
+        return _fit(_from_stroke_image(source, field), max_pixels)
     if isinstance(source, Image.Image):
-        return _from_pil(source, field)
+        return _fit(_from_pil(source, field), max_pixels)
     if isinstance(source, torch.Tensor):
-        return _from_tensor(source, field)
+        return _fit(_from_tensor(source, field), max_pixels)
     if isinstance(source, np.ndarray):
-        return _from_array(source, field)
+        return _fit(_from_array(source, field), max_pixels)
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return _from_bytes(bytes(source), field)
+        return _from_bytes(bytes(source), field, max_pixels)
     if isinstance(source, Path):
-        return _from_file(source, field)
+        return _from_file(source, field, max_pixels)
     if isinstance(source, str):
-        return _from_string(source, field)
+        return _from_string(source, field, max_pixels)
     raise GuidedInputError(
-        field, f"unsupported painting type {type(source).__name__}; pass an image, array, path or base64"
+        field, f"unsupported painting type {type(source).__name__}; pass an image, array, Path or base64"
     )
+
+
+def _fit(strokes: StrokeImage, max_pixels: int) -> StrokeImage:
+    """Scale an in-memory painting down to at most ``max_pixels`` (nearest neighbour)."""
+    h, w = strokes.height, strokes.width
+    if h * w <= max_pixels:
+        return strokes
+    scale = (max_pixels / (h * w)) ** 0.5
+    new_h, new_w = max(1, int(h * scale)), max(1, int(w * scale))
+    rows = (np.arange(new_h) * h) // new_h
+    cols = (np.arange(new_w) * w) // new_w
+    return StrokeImage(np.ascontiguousarray(strokes.rgb[rows][:, cols]),
+                       np.ascontiguousarray(strokes.alpha[rows][:, cols]))
+
+
+def _check_header_size(image: Image.Image, field: str, max_pixels: int) -> None:
+    """Refuse from the header alone, before any pixel is decoded."""
+    if image.width * image.height > max_pixels:
+        raise GuidedInputError(
+            field,
+            f"the painting is {image.width}x{image.height} ({image.width * image.height:,} pixels); at most "
+            f"{max_pixels:,} pixels are accepted for this output size (paint it at about the output's size)",
+        )
 
 
 def _from_stroke_image(strokes: StrokeImage, field: str) -> StrokeImage:
@@ -83,72 +130,47 @@ def _from_stroke_image(strokes: StrokeImage, field: str) -> StrokeImage:
     return StrokeImage(np.ascontiguousarray(rgb, dtype=np.uint8), np.ascontiguousarray(alpha, dtype=bool))
 
 
-def _from_string(text: str, field: str) -> StrokeImage:
-    stripped = text.strip()
-    if not stripped:
-        raise GuidedInputError(field, "got an empty string instead of an image")
-    if stripped[:5].lower() == "data:":
-        return _from_bytes(_decode_data_url(stripped, field), field)
-    if _is_existing_file(stripped):
-        return _from_file(Path(stripped).expanduser(), field)
-    if _IMAGE_SUFFIX_RE.search(stripped):
-        # Base64 never contains '.', so this was meant as a path.
-        raise GuidedInputError(field, f"image file not found: {stripped!r}")
-    return _from_bytes(_decode_base64(stripped, field), field)
-
-
-def _is_existing_file(text: str) -> bool:
-    if len(text) > 4096:
-        return False
-    try:
-        return Path(text).expanduser().is_file()
-    except (OSError, ValueError):
-        return False
-
-
-def _decode_data_url(url: str, field: str) -> bytes:
-    header, comma, payload = url.partition(",")
-    if not comma:
-        raise GuidedInputError(field, "malformed data URL (no ',' separating header and data)")
-    if ";base64" not in header.lower():
-        raise GuidedInputError(field, f"data URL is not base64-encoded ({header!r})")
-    return _decode_base64(payload, field)
-
-
-def _decode_base64(text: str, field: str) -> bytes:
-    # Tolerate line breaks and the URL-safe alphabet; anything else is an error.
-    compact = "".join(text.split()).replace("-", "+").replace("_", "/")
+def _from_string(text: str, field: str, max_pixels: int) -> StrokeImage:
+    """Base64 or a base64 data URL; any string that is not image data gets the one NOT_IMAGE_DATA."""
+    payload = text.strip()
+    if payload[:5].lower() == "data:":
+        header, _, payload = payload.partition(",")
+        if ";base64" not in header.lower():
+            raise GuidedInputError(field, NOT_IMAGE_DATA)
+    # Tolerate line breaks and the URL-safe alphabet; anything else is not image data.
+    compact = "".join(payload.split()).replace("-", "+").replace("_", "/")
     try:
         data = base64.b64decode(compact, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise GuidedInputError(field, f"could not decode base64 image data ({exc})") from None
-    if not data:
-        raise GuidedInputError(field, "base64 image data is empty")
-    return data
+    except (binascii.Error, ValueError):
+        raise GuidedInputError(field, NOT_IMAGE_DATA) from None
+    return _decode(lambda: Image.open(io.BytesIO(data)), field, max_pixels, NOT_IMAGE_DATA, "image data")
 
 
-def _from_bytes(data: bytes, field: str) -> StrokeImage:
-    try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    except UnidentifiedImageError:
-        raise GuidedInputError(field, "could not decode image data (not a recognised image format)") from None
-    except _DECODE_ERRORS as exc:
-        raise GuidedInputError(field, f"could not decode image data ({exc})") from None
-    return _from_pil(image, field)
+def _from_bytes(data: bytes, field: str, max_pixels: int) -> StrokeImage:
+    return _decode(lambda: Image.open(io.BytesIO(data)), field, max_pixels,
+                   "could not decode image data (not a recognised image format)", "image data")
 
 
-def _from_file(path: Path, field: str) -> StrokeImage:
+def _from_file(path: Path, field: str, max_pixels: int) -> StrokeImage:
     if not path.is_file():
         raise GuidedInputError(field, f"image file not found: {str(path)!r}")
+    return _decode(lambda: Image.open(path), field, max_pixels,
+                   f"could not decode image file {str(path)!r}", f"image file {str(path)!r}")
+
+
+def _decode(open_image, field: str, max_pixels: int, unrecognised: str, what: str) -> StrokeImage:
+    """Open (header only), check the size, then decode the pixels."""
     try:
-        with Image.open(path) as image:
+        image = open_image()
+    except (UnidentifiedImageError, *_DECODE_ERRORS):
+        raise GuidedInputError(field, unrecognised) from None
+    with image:
+        _check_header_size(image, field, max_pixels)
+        try:
             image.load()
-            return _from_pil(image, field)
-    except UnidentifiedImageError:
-        raise GuidedInputError(field, f"could not decode image file {str(path)!r}") from None
-    except _DECODE_ERRORS as exc:
-        raise GuidedInputError(field, f"could not read image file {str(path)!r} ({exc})") from None
+        except _DECODE_ERRORS as exc:
+            raise GuidedInputError(field, f"could not decode {what} ({exc})") from None
+        return _from_pil(image, field)
 
 
 def _from_pil(image: Image.Image, field: str) -> StrokeImage:
@@ -156,10 +178,26 @@ def _from_pil(image: Image.Image, field: str) -> StrokeImage:
         raise GuidedInputError(field, "the painting has zero size")
     try:
         image = ImageOps.exif_transpose(image)
+        if image.mode in _WIDE_MODES:
+            return _from_array(_wide_to_unit(image, field), field)
         values = np.array(image.convert("RGBA" if _pil_has_alpha(image) else "RGB"))
     except (OSError, ValueError) as exc:
         raise GuidedInputError(field, f"unsupported image (mode {image.mode}): {exc}") from None
     return _from_channels(values)
+
+
+# One-channel modes wider than 8 bits: PIL's convert("RGB") clips them to 0/255 instead of scaling.
+_WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+def _wide_to_unit(image: Image.Image, field: str) -> np.ndarray:
+    """16-bit, 32-bit integer and float grey images as floats in [0, 1]."""
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode == "F":
+        return values  # float images are expected in [0, 1]; _from_array says so otherwise
+    if image.mode == "I" and values.size and values.max() > 65535:
+        raise GuidedInputError(field, "32-bit integer images are not supported; save it as 8 or 16 bits")
+    return values / 65535.0
 
 
 def _pil_has_alpha(image: Image.Image) -> bool:
