@@ -104,6 +104,11 @@ class AndersonMixer:
         self._gram: torch.Tensor | None = None  # [B, m, m]
 
     def propose(self, y: torch.Tensor, g: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        # outside the sampler's autocast: it would run the mixing einsum in half precision
+        with torch.autocast(y.device.type, enabled=False):
+            return self._propose(y, g, r)
+
+    def _propose(self, y: torch.Tensor, g: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         batch = y.shape[0]
         g_flat, r_flat = g.reshape(batch, -1), r.reshape(batch, -1)
         if self._g is None:

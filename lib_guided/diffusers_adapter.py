@@ -104,12 +104,19 @@ class DiffusersModel:
             return v_to_eps(z, out, sigma.to(x.dtype))
         return out
 
+    @property
+    def vae_dtype(self) -> torch.dtype:
+        return next(self.vae.parameters()).dtype
+
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
-        image = self.vae.decode(latent.to(self.dtype) / self.scaling_factor).sample
+        # in the VAE's own dtype and outside any autocast region, as SD pipelines decode
+        with torch.autocast(latent.device.type, enabled=False):
+            image = self.vae.decode(latent.to(self.vae_dtype) / self.scaling_factor).sample
         return (image.to(latent.dtype) + 1.0) / 2.0
 
     def encode(self, image: torch.Tensor) -> torch.Tensor:
-        posterior = self.vae.encode((image * 2.0 - 1.0).to(self.dtype)).latent_dist
+        with torch.autocast(image.device.type, enabled=False):
+            posterior = self.vae.encode((image * 2.0 - 1.0).to(self.vae_dtype)).latent_dist
         return posterior.mean.to(image.dtype) * self.scaling_factor
 
     def encode_prompt(self, prompts: Sequence[str]) -> torch.Tensor:

@@ -17,3 +17,13 @@ class GuidedInputError(ValueError):
     def __reduce__(self):
         # Keep the two-argument constructor working across pickling (multiprocessing, caches).
         return (type(self), (self.field, self.message))
+
+
+def shown(value, limit: int = 40) -> str:
+    """``repr(value)`` for an error message, cut to ``limit`` characters: a user's 10**5000 must neither
+    flood the message nor raise (Python refuses to print ints over 4300 digits)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        text = f"<{type(value).__name__} too large to print>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -3,6 +3,13 @@
 The loss is ``MSE(f(decode(w)), y)`` with ``f`` a painting function and ``y`` the stroke image. Only
 the latent receives gradients (``torch.autograd.grad`` on the latent alone), so this runs inside
 ``torch.no_grad()`` samplers and never touches model weights or their ``.grad``.
+
+Half precision: the latent, the loss and Adam are float32 and outside any autocast region the sampler
+runs in; the decoder runs in its own weights' dtype. The loss is a mean over pixels, so its gradient at
+one pixel is ~1e-7..1e-10 at 512²..1024², below fp16's smallest subnormal (6e-8): the backward pass
+through a half VAE would flush it to zero. It is therefore differentiated scaled by the image's pixel
+count (a sum instead of a mean: per-pixel gradients of order 0.1); Adam's step does not depend on that
+scale (up to its tiny eps).
 """
 
 from __future__ import annotations
@@ -64,34 +71,46 @@ def optimise_latent(
     weight_mask: torch.Tensor | None = None,
     anchor: torch.Tensor | None = None,
     gamma: float = 0.0,
+    should_stop: Callable[[], bool] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> tuple[torch.Tensor, float, float]:
-    """Adam on the latent alone (fresh optimiser each call); returns ``(latent, loss_first, loss_last)``.
+    """Adam on the latent alone (fresh optimiser each call); returns ``(latent, loss_first, loss_last)``
+    with ``latent`` in float32.
 
     ``anchor`` and ``gamma`` add GradOP's ``gamma * MSE(w, anchor)`` term that keeps ``w`` near the
-    text-only sample.
+    text-only sample. ``should_stop()`` is polled before every Adam step (Interrupt / Skip: the phase
+    ends with what it has); ``on_step(n, steps)`` reports progress after step ``n`` (1-based).
     """
     losses: list[torch.Tensor] = []
-    with torch.enable_grad():
-        w = latent.detach().clone().requires_grad_(True)
+    device_type = latent.device.type
+    with torch.enable_grad(), torch.autocast(device_type, enabled=False):
+        w = latent.detach().float().clone().requires_grad_(True)
         # once per phase, not per Adam step: on a GPU each .to() of a CPU tensor is a copy
-        target = target.to(device=w.device, dtype=w.dtype)
+        target = target.to(device=w.device, dtype=torch.float32)
         if weight_mask is not None:
-            weight_mask = weight_mask.to(device=w.device, dtype=w.dtype)
+            weight_mask = weight_mask.to(device=w.device, dtype=torch.float32)
         optimiser = torch.optim.Adam([w], lr=lr)
         start_phase = getattr(decode, "start_phase", None)
         if start_phase is not None:  # decoders that anchor on the phase's first latent
             start_phase(w.detach())
-        for _ in range(steps):
-            image = decode(w).clamp(0.0, 1.0)
-            loss = stroke_loss(painting, image, target.to(image.dtype), weight_mask)
+        for n in range(steps):
+            if should_stop is not None and should_stop():
+                break
+            image = decode(w).float().clamp(0.0, 1.0)
+            loss = stroke_loss(painting, image, target, weight_mask)
             if anchor is not None and gamma > 0.0:
                 loss = loss + gamma * torch.mean((w - anchor) ** 2)
-            (w.grad,) = torch.autograd.grad(loss, [w])
+            (w.grad,) = torch.autograd.grad(loss * float(image[0, 0].numel()), [w])
             optimiser.step()
             losses.append(loss.detach())
+            if on_step is not None:
+                on_step(n + 1, steps)
     # one host sync per phase: a non-finite gradient makes w non-finite, so checking w catches it
     if not bool(torch.isfinite(w).all()):
-        raise FloatingPointError("gradop: the stroke loss gradient is not finite (NaN/inf)")
+        raise FloatingPointError(
+            "gradop: the stroke loss gradient is not finite (NaN/inf); a half-precision VAE can overflow "
+            "(run the VAE in float32, e.g. the WebUI's --no-half-vae, or use the linear-anchored decoder)"
+        )
     values = torch.stack(losses).tolist() if losses else [float("nan")]
     return w.detach(), values[0], values[-1]
 

@@ -30,12 +30,15 @@ def _odd_at_least_3(value: float) -> int:
     return size if size % 2 == 1 else size + 1
 
 
-def gaussian_kernel_size_for(height: int, width: int) -> tuple[int, float]:
-    """(kernel_size, sigma): the reference 35x35 / sigma 7 at 512, scaled with the shorter side."""
+def gaussian_kernel_size_for(
+    height: int, width: int, size_at_512: int = REFERENCE_KERNEL_SIZE
+) -> tuple[int, float]:
+    """(kernel_size, sigma): ``size_at_512`` (the reference's 35, sigma = size / 5) at a 512 side,
+    scaled with the image's shorter side."""
     side = min(int(height), int(width))
     if side <= 0:
         raise GuidedInputError("image", f"image size must be positive, got {height}x{width}")
-    size = _odd_at_least_3(REFERENCE_KERNEL_SIZE * side / REFERENCE_SIDE)
+    size = _odd_at_least_3(size_at_512 * side / REFERENCE_SIDE)
     return size, size * REFERENCE_SIGMA / REFERENCE_KERNEL_SIZE
 
 
@@ -190,19 +193,21 @@ class BlurPainting:
 
     name = "blur"
 
-    def __init__(self, kernel_size: int | None = None, sigma: float | None = None) -> None:
+    def __init__(self, kernel_size: int | None = None, sigma: float | None = None,
+                 size_at_512: int = REFERENCE_KERNEL_SIZE) -> None:
         if kernel_size is not None:
             _check_odd_size(kernel_size, "kernel_size")
         if sigma is not None:
             _check_kernel(1, sigma)
         self.kernel_size = kernel_size
         self.sigma = sigma
+        self.size_at_512 = size_at_512  # used when neither size nor sigma is fixed
 
     def kernel_for(self, height: int, width: int) -> tuple[int, float]:
         """(kernel_size, sigma) for an image; a missing one follows the reference size/sigma ratio."""
         ratio = REFERENCE_KERNEL_SIZE / REFERENCE_SIGMA
         if self.kernel_size is None and self.sigma is None:
-            return gaussian_kernel_size_for(height, width)
+            return gaussian_kernel_size_for(height, width, self.size_at_512)
         if self.kernel_size is None:
             return _odd_at_least_3(self.sigma * ratio), float(self.sigma)
         sigma = self.sigma if self.sigma is not None else self.kernel_size / ratio
@@ -213,7 +218,8 @@ class BlurPainting:
         return gaussian_blur(image, *self.kernel_for(image.shape[2], image.shape[3]))
 
     def __repr__(self) -> str:
-        return f"BlurPainting(kernel_size={self.kernel_size}, sigma={self.sigma})"
+        return (f"BlurPainting(kernel_size={self.kernel_size}, sigma={self.sigma}, "
+                f"size_at_512={self.size_at_512})")
 
 
 class MedianQuantizePainting:

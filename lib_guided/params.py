@@ -7,11 +7,12 @@ is the validated value object the WebUI adapter and the API build from user inpu
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, fields
 from typing import Any
 
 from .decoders import DECODERS
-from .errors import GuidedInputError
+from .errors import GuidedInputError, shown
 from .gradop import TARGETS, GradOPSettings
 from .inversion import SOLVERS, InversionSettings
 
@@ -19,6 +20,9 @@ MODES = ("off", "strokes", "edit")
 PAINTINGS = ("blur", "median-quantize")
 BLEND_MASKS = ("none", "inpaint", "auto")
 HIRES_PASSES = ("first", "second", "both")
+ODD_FIELDS = frozenset({"blur_size"})  # kernel sizes: a slider from 3 in steps of 2 makes only these
+# Values older versions wrote into infotexts, read as what they meant then: blur 0 was "auto" = 35.
+LEGACY_VALUES = {"blur_size": {0: 35}}
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,8 @@ FIELDS: tuple[Field, ...] = (
     Field("injection_steps", int, 3, "Injection steps K", 0, 20, 1, infotext="Guided K"),
     Field("adam_steps", int, 12, "Adam steps N", 0, 100, 1, infotext="Guided N"),
     Field("lr", float, 0.1, "Learning rate", 0.001, 1.0, 0.001, infotext="Guided lr"),
-    Field("blur_size", int, 0, "Blur kernel at 512px (0 = auto: 35)", 0, 101, 2, infotext="Guided blur"),
+    Field("blur_size", int, 35, "Blur kernel at 512 px (scaled with the image)", 3, 101, 2,
+          infotext="Guided blur"),
     Field("painting", str, "blur", "Painting function", choices=PAINTINGS, infotext="Guided painting"),
     Field("target", str, "x0", "Gradient target", choices=TARGETS, infotext="Guided target"),
     Field(
@@ -132,7 +137,7 @@ class GuidedParams:
     injection_steps: int = 3
     adam_steps: int = 12
     lr: float = 0.1
-    blur_size: int = 0
+    blur_size: int = 35
     painting: str = "blur"
     target: str = "x0"
     decoder: str = "linear-anchored"
@@ -198,6 +203,9 @@ def coerce(field: Field, value: Any) -> Any:
     """Validate one value against its field, converting API-friendly forms (e.g. "0.5", 1 -> True)."""
     if value is None:
         value = field.default
+    legacy = LEGACY_VALUES.get(field.name, {})
+    if not isinstance(value, bool) and isinstance(value, (int, float, str)):
+        value = legacy.get(_legacy_key(value), value)
     if field.kind is object:
         return value
     if field.kind is list:
@@ -217,6 +225,13 @@ def coerce(field: Field, value: Any) -> Any:
     return _as_number(field, value)
 
 
+def _legacy_key(value: Any) -> Any:
+    try:
+        return float(value)
+    except (ValueError, OverflowError):
+        return None
+
+
 def _as_bool(field: Field, value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -228,20 +243,26 @@ def _as_bool(field: Field, value: Any) -> bool:
 
 
 def _as_number(field: Field, value: Any) -> int | float:
-    if isinstance(value, bool):
-        raise GuidedInputError(field.name, f"expected a number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, str)):
+        raise GuidedInputError(field.name, f"expected a number, got {shown(value)}")
     try:
         number = float(value)
+    except OverflowError:  # an int beyond float range: out of range like any other too-large value
+        number = math.inf if value > 0 else -math.inf
     except (TypeError, ValueError):
-        raise GuidedInputError(field.name, f"expected a number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise GuidedInputError(field.name, f"must be finite, got {value!r}")
-    if field.kind is int:
+        raise GuidedInputError(field.name, f"expected a number, got {shown(value)}") from None
+    if math.isnan(number) or (math.isinf(number) and isinstance(value, str)):
+        raise GuidedInputError(field.name, f"must be finite, got {shown(value)}")
+    if field.kind is int and math.isfinite(number):
         if number != int(number):
-            raise GuidedInputError(field.name, f"expected a whole number, got {value!r}")
+            raise GuidedInputError(field.name, f"expected a whole number, got {shown(value)}")
         number = int(number)
     if (field.low is not None and number < field.low) or (field.high is not None and number > field.high):
-        raise GuidedInputError(field.name, f"must be in [{field.low:g}, {field.high:g}], got {value!r}")
+        raise GuidedInputError(field.name, f"must be in [{field.low:g}, {field.high:g}], got {shown(value)}")
+    if not math.isfinite(number):
+        raise GuidedInputError(field.name, f"must be finite, got {shown(value)}")
+    if field.name in ODD_FIELDS and number % 2 == 0:
+        raise GuidedInputError(field.name, f"must be an odd number, got {shown(value)}")
     return number
 
 

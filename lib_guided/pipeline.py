@@ -21,7 +21,7 @@ from .protocol import DiffusionModel
 from .region_binding import RegionControlHook, prompt_with_phrases, token_masks
 from .sampler import gaussian_like, noised_start, sample
 from .schedules import ddim_sigmas, start_index_for_strength
-from .stroke_io import load_strokes
+from .stroke_io import load_strokes, painting_pixel_cap
 from .stroke_resize import resize_strokes
 from .user_palette import resolve_palette
 
@@ -91,7 +91,8 @@ def generate(
     generator = torch.Generator().manual_seed(int(seed))
     sigmas = ddim_sigmas(steps, model.sigma_table)
 
-    painting_strokes = load_strokes(strokes) if strokes is not None else None
+    cap = painting_pixel_cap(width, height)
+    painting_strokes = load_strokes(strokes, max_pixels=cap) if strokes is not None else None
     regions = []
     if painting_strokes is not None:
         found = extract_palette(painting_strokes, tolerance=colour_tolerance)

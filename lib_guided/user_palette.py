@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from lib_guided.colors import RGB, HasRGB, colour_distance, parse_color, parse_colors, rgb_tuple, to_hex
-from lib_guided.errors import GuidedInputError
+from lib_guided.errors import GuidedInputError, shown
 from lib_guided.palette import DEFAULT_TOLERANCE, check_tolerance
 
 MAX_WEIGHT = 10.0
@@ -105,10 +105,13 @@ def _check_phrase(phrase: Any, field: str) -> str:
 
 def _check_weight(weight: Any, field: str) -> float:
     if isinstance(weight, (bool, np.bool_)) or not isinstance(weight, numbers.Real):
-        raise GuidedInputError(field, f"must be a number, got {weight!r}")
-    value = float(weight)
+        raise GuidedInputError(field, f"must be a number, got {shown(weight)}")
+    try:
+        value = float(weight)
+    except OverflowError:  # an int beyond float range
+        value = math.inf
     if not math.isfinite(value) or not 0.0 <= value <= MAX_WEIGHT:
-        raise GuidedInputError(field, f"must be a finite number in [0, {MAX_WEIGHT:g}], got {weight!r}")
+        raise GuidedInputError(field, f"must be a finite number in [0, {MAX_WEIGHT:g}], got {shown(weight)}")
     return value
 
 

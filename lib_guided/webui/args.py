@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import GuidedInputError, shown
 from ..params import FIELDS, GuidedParams
 
 
@@ -17,14 +18,21 @@ def palette_rows(value: Any) -> list:
         value = value["data"]
     if isinstance(value, str):
         return value  # the infotext form; GuidedParams parses it
+    if not isinstance(value, (list, tuple)):
+        raise GuidedInputError("palette", f"expected a list of colour bindings, got {shown(value)}")
     rows = []
-    for row in value:
+    for i, row in enumerate(value):
         if isinstance(row, dict):
             rows.append(row)
-        elif len(row) > 1 and str(row[1] or "").strip():
-            # a colour without a phrase is simply not bound (the palette button lists every colour)
-            weight = row[2] if len(row) > 2 and str(row[2]).strip() != "" else 1.0
-            rows.append({"color": row[0], "phrase": row[1], "weight": weight})
+        elif isinstance(row, (list, tuple)) and 1 <= len(row) <= 3:
+            if len(row) > 1 and str(row[1] or "").strip():
+                # a colour without a phrase is simply not bound (the palette button lists every colour)
+                weight = row[2] if len(row) > 2 and str(row[2]).strip() != "" else 1.0
+                rows.append({"color": row[0], "phrase": row[1], "weight": weight})
+        else:
+            raise GuidedInputError(
+                f"palette[{i}]", f"expected {{'color', 'phrase', 'weight'}} or [color, phrase, weight], got "
+                f"{shown(row)}")
     return rows
 
 

@@ -40,16 +40,23 @@ class WebUIModel:
         out = self.sd_model.apply_model(z, t, cond)
         return v_to_eps(z, out, sigma.to(x.dtype)) if self.is_v else out
 
+    @property
+    def vae_dtype(self) -> torch.dtype:
+        return next(self.sd_model.first_stage_model.parameters()).dtype
+
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
-        # not decode_first_stage: that one is @torch.no_grad() and would cut the gradient
+        # Not decode_first_stage: that one is @torch.no_grad() and would cut the gradient. Like the
+        # WebUI's own decode: outside the sampler's autocast, in the VAE's dtype (--no-half-vae: float32).
         vae = self.sd_model.first_stage_model
-        dtype = next(vae.parameters()).dtype
-        image = vae.decode(latent.to(dtype) / self.sd_model.scale_factor)
+        with torch.autocast(latent.device.type, enabled=False):
+            image = vae.decode(latent.to(self.vae_dtype) / self.sd_model.scale_factor)
         return (image.to(latent.dtype) + 1.0) / 2.0
 
     def encode(self, image: torch.Tensor) -> torch.Tensor:
-        encoded = self.sd_model.encode_first_stage(image * 2.0 - 1.0)
-        return self.sd_model.get_first_stage_encoding(encoded).to(image.dtype)
+        # the WebUI casts images to the VAE's dtype before encoding; a float32 image meets a half VAE here
+        with torch.autocast(image.device.type, enabled=False):
+            encoded = self.sd_model.encode_first_stage((image * 2.0 - 1.0).to(self.vae_dtype))
+            return self.sd_model.get_first_stage_encoding(encoded).to(image.dtype)
 
     def encode_prompt(self, prompts: Sequence[str]):
         return self.sd_model.get_learned_conditioning(list(prompts))

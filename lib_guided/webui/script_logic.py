@@ -16,7 +16,7 @@ from ..painting import BlurPainting, make_painting
 from ..palette import colour_masks, extract_palette
 from ..params import GuidedParams
 from ..region_binding import prompt_with_phrases, token_masks
-from ..stroke_io import StrokeImage, load_strokes
+from ..stroke_io import StrokeImage, load_strokes, painting_pixel_cap
 from ..stroke_resize import resize_strokes
 from ..user_palette import BoundRegion, resolve_palette
 from .aidi_call import Interrupted, StoppableModel, aidi_edit
@@ -44,7 +44,7 @@ def prepare(p, params: GuidedParams, is_img2img: bool) -> PreparedRun | None:
     if params.mode == "strokes":
         if params.strokes is None:
             raise GuidedInputError("strokes", "stroke guidance is enabled but no painting was given")
-        run.strokes = load_strokes(params.strokes)
+        run.strokes = load_strokes(params.strokes, max_pixels=painting_pixel_cap(*_largest_output(p)))
         run.found = extract_palette(run.strokes, tolerance=params.colour_tolerance)
         run.regions = resolve_palette(params.palette, run.found, params.colour_tolerance)
         resize_strokes(run.strokes, p.width, p.height)  # aspect-ratio check before sampling
@@ -53,6 +53,15 @@ def prepare(p, params: GuidedParams, is_img2img: bool) -> PreparedRun | None:
             p.all_prompts = [prompt_with_phrases(prompt, phrases) for prompt in p.all_prompts]
     p.extra_generation_params.update(params.infotext())
     return run
+
+
+def _largest_output(p) -> tuple[int, int]:
+    """The biggest image this job makes: the first pass, or the hires pass's target when it has one."""
+    width, height = int(p.width), int(p.height)
+    if getattr(p, "enable_hr", False):
+        width = max(width, int(getattr(p, "hr_upscale_to_x", 0) or 0), int(width * float(p.hr_scale or 1)))
+        height = max(height, int(getattr(p, "hr_upscale_to_y", 0) or 0), int(height * float(p.hr_scale or 1)))
+    return width, height
 
 
 def fail_job(p, error: GuidedInputError) -> None:
@@ -70,7 +79,7 @@ def fail_job(p, error: GuidedInputError) -> None:
 def _painting(run: PreparedRun):
     params = run.params
     if params.painting == "blur":
-        return BlurPainting(kernel_size=params.blur_size or None)
+        return BlurPainting(size_at_512=params.blur_size)
     return make_painting(params.painting, palette=[c.rgb for c in run.found])
 
 

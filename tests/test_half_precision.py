@@ -1,0 +1,133 @@
+"""Half precision, the normal case on users' GPUs, proven on the CPU with real small models.
+
+GradOP's gradient phase and AIDI's fixed-point fit must give what float32 gives when the weights are
+float16 / bfloat16 and the sampler runs under autocast (the WebUI samples under ``torch.autocast``).
+Full CPU autocast at 256² is too slow for a test, so these use half *weights* at small sizes; the GPU
+check (tests/gpu/run.sh) runs the same at 512² and 1024².
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from lib_guided.gradop import optimise_latent
+from lib_guided.inversion import InversionSettings, invert, reconstruct
+from lib_guided.metrics import psnr
+from lib_guided.painting import BlurPainting, stroke_loss
+
+HALF = (torch.float16, torch.bfloat16)
+
+
+def _target(size: int) -> torch.Tensor:
+    target = torch.empty(1, 3, size, size)
+    target[..., : size // 2] = torch.tensor([0.85, 0.2, 0.2]).view(1, 3, 1, 1)
+    target[..., size // 2 :] = torch.tensor([0.2, 0.3, 0.8]).view(1, 3, 1, 1)
+    return target
+
+
+def _with_vae_in(model, dtype):
+    half = copy.copy(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # diffusers' note about modules to keep in float32: none here
+        half.vae = copy.deepcopy(model.vae).to(dtype)
+    return half
+
+
+def _phase_reduction(model, decode_model, size: int) -> float:
+    """One GradOP phase (N = 12) under the sampler's autocast; the loss judged by the float32 decoder."""
+    latent = torch.randn(1, 4, size // 8, size // 8, generator=torch.Generator().manual_seed(0))
+    target = _target(size)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # as the WebUI samples
+        w, _, _ = optimise_latent(latent, target, decode_model.decode, BlurPainting(), 12, 0.1)
+    assert w.dtype == torch.float32 and bool(torch.isfinite(w).all())
+    with torch.no_grad():
+        before = float(stroke_loss(BlurPainting(), model.decode(latent).clamp(0, 1), target))
+        after = float(stroke_loss(BlurPainting(), model.decode(w).clamp(0, 1), target))
+    return (before - after) / before
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_gradop_phase_with_a_half_vae_lowers_the_loss_like_float32(tiny_model, dtype):
+    full = _phase_reduction(tiny_model, tiny_model, 64)
+    half = _phase_reduction(tiny_model, _with_vae_in(tiny_model, dtype), 64)
+    # measured: 26.7 % in float32, 26.7 % float16, 26.5 % bfloat16
+    assert full > 0.2
+    assert abs(half - full) <= 0.1 * full
+
+
+class _HalfLinearDecoder(torch.nn.Module):
+    """A half-precision 1x1 latent -> RGB map upsampled x8: cheap enough to run at 1024² on a CPU."""
+
+    def __init__(self, dtype):
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)
+        self.weight = torch.nn.Parameter((torch.randn(3, 4, 1, 1, generator=gen) * 0.3).to(dtype))
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, latent):
+        # sigmoid: inside (0, 1), so no clamp zeroes a gradient
+        image = torch.sigmoid(torch.nn.functional.conv2d(latent.to(self.weight.dtype), self.weight))
+        image = torch.nn.functional.interpolate(image, scale_factor=8, mode="nearest")
+        image.register_hook(lambda g: self.seen.append(g.detach()))
+        return image.to(latent.dtype)
+
+
+@pytest.mark.parametrize("size", [64, 1024])
+def test_the_gradient_reaching_a_half_decoder_does_not_underflow_at_any_size(size):
+    # A mean over 1024² pixels has per-pixel gradients ~1e-7, under fp16's smallest subnormal (6e-8):
+    # the loss is differentiated scaled by the pixel count, so what reaches the decoder is O(0.1).
+    decoder = _HalfLinearDecoder(torch.float16)
+    latent = torch.randn(1, 4, size // 8, size // 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        w, first, last = optimise_latent(latent, _target(size), decoder, BlurPainting(), 3, 0.05)
+    grad = decoder.seen[0]
+    assert grad.dtype == torch.float16
+    nonzero = grad[grad != 0].abs()
+    assert nonzero.numel() > 0.9 * grad.numel()
+    assert float(nonzero.float().median()) > 1e-3
+    assert last < first and not torch.equal(w, latent)
+
+
+@pytest.fixture(scope="module")
+def lab_model():
+    from lib_guided.cli import load_model
+
+    return load_model(None)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_aidi_reconstruction_with_a_half_unet_within_half_a_db_of_float32(lab_model, dtype):
+    from lib_guided.lab.eval_scenes import stack_images
+    from lib_guided.lab.world import make_scene
+
+    scene = make_scene(7)
+    image = stack_images([scene])
+    settings = InversionSettings(solver="aidi-a", steps=10)
+    scores = {}
+    for name, model in (("float32", lab_model), ("half", _with_unet_in(lab_model, dtype))):
+        with torch.no_grad(), torch.autocast("cpu", dtype=dtype, enabled=name == "half"):
+            cond, uncond = model.encode_prompt([scene.caption]), model.encode_prompt([""])
+            result = invert(model, model.encode(image), None, cond, uncond, settings)
+            latent = reconstruct(model, result, cond, uncond, settings.inversion_cfg)
+            assert latent.dtype == torch.float32 and bool(torch.isfinite(latent).all())
+        with torch.no_grad():
+            scores[name] = psnr(lab_model.decode(latent).clamp(0, 1), image)
+    assert scores["float32"] > 30.0  # measured 33 dB, the VAE's ceiling
+    assert abs(scores["half"] - scores["float32"]) <= 0.5
+
+
+def _with_unet_in(model, dtype):
+    half = copy.copy(model)
+    half.unet = copy.deepcopy(model.unet).to(dtype)
+    return half
+
+
+def test_lab_folder_is_where_the_loader_finds_it():
+    from lib_guided.lab.shipped import shipped_model_folder
+
+    assert Path(shipped_model_folder(), "unet").is_dir()
