@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from .attention import AttentionRecorder, controlled_attention
-from .protocol import DiffusionModel
+from .protocol import DiffusionModel, repeat_cond
 
 _WORD = re.compile(r"[\w'-]+")
 
@@ -42,7 +42,7 @@ def _attention_map(
     cond = model.encode_prompt([prompt])
     with controlled_attention(model.attention_modules(), recorder=recorder):
         for x, sigma in states:
-            model.eps(x, torch.full((x.shape[0],), sigma), cond.expand(x.shape[0], *cond.shape[1:]))
+            model.eps(x, torch.full((x.shape[0],), sigma), repeat_cond(cond, x.shape[0]))
     return recorder.maps(positions).mean(dim=1, keepdim=True)
 
 

@@ -72,14 +72,14 @@ def optimise_latent(
     anchor: torch.Tensor | None = None,
     gamma: float = 0.0,
     should_stop: Callable[[], bool] | None = None,
-    on_step: Callable[[int, int], None] | None = None,
+    on_step: Callable[[int, int, torch.Tensor], None] | None = None,
 ) -> tuple[torch.Tensor, float, float]:
     """Adam on the latent alone (fresh optimiser each call); returns ``(latent, loss_first, loss_last)``
     with ``latent`` in float32.
 
     ``anchor`` and ``gamma`` add GradOP's ``gamma * MSE(w, anchor)`` term that keeps ``w`` near the
     text-only sample. ``should_stop()`` is polled before every Adam step (Interrupt / Skip: the phase
-    ends with what it has); ``on_step(n, steps)`` reports progress after step ``n`` (1-based).
+    ends with what it has); ``on_step(n, steps, w)`` reports progress after step ``n`` (1-based).
     """
     losses: list[torch.Tensor] = []
     device_type = latent.device.type
@@ -104,7 +104,7 @@ def optimise_latent(
             optimiser.step()
             losses.append(loss.detach())
             if on_step is not None:
-                on_step(n + 1, steps)
+                on_step(n + 1, steps, w.detach())
     # one host sync per phase: a non-finite gradient makes w non-finite, so checking w catches it
     if not bool(torch.isfinite(w).all()):
         raise FloatingPointError(

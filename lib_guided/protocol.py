@@ -48,6 +48,25 @@ def cat_conds(conds: Sequence[Cond]) -> Cond:
     return torch.cat(list(conds))
 
 
+def pad_conds(conds: Sequence[Cond], empty_chunk: torch.Tensor) -> list[Cond]:
+    """Give every conditioning the longest one's context length by appending ``empty_chunk`` (the empty
+    prompt's [1, 77, C] embedding), as the WebUI pads prompts of different 75-token chunk counts."""
+
+    def context(c):
+        return c["crossattn"] if isinstance(c, dict) else c
+
+    longest = max(context(c).shape[1] for c in conds)
+    out = []
+    for c in conds:
+        tensor = context(c)
+        missing = (longest - tensor.shape[1]) // empty_chunk.shape[1]
+        if missing:
+            pad = empty_chunk.to(tensor).expand(tensor.shape[0], -1, -1).repeat(1, missing, 1)
+            tensor = torch.cat([tensor, pad], dim=1)
+        out.append({**c, "crossattn": tensor} if isinstance(c, dict) else tensor)
+    return out
+
+
 def repeat_cond(cond: Cond, batch: int) -> Cond:
     """Expand a single-row conditioning to ``batch`` rows (no-op when it already has them)."""
     if isinstance(cond, dict):

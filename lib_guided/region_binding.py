@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import torch
@@ -12,9 +13,15 @@ from .sampler import StepHook
 from .user_palette import BoundRegion
 
 
+def contains_phrase(prompt: str, phrase: str) -> bool:
+    """Whole words, case-insensitive: "cat" is in "a cat, sleeping" but not in "category"."""
+    words = r"\s+".join(re.escape(w) for w in phrase.split())
+    return bool(words) and re.search(rf"(?<!\w){words}(?!\w)", prompt, re.IGNORECASE) is not None
+
+
 def prompt_with_phrases(prompt: str, phrases: Sequence[str]) -> str:
     """Append bound phrases the prompt does not already contain, so their tokens exist to attend to."""
-    missing = [p for p in phrases if p.strip().lower() not in prompt.lower()]
+    missing = [p for p in phrases if not contains_phrase(prompt, p)]
     parts = [prompt.strip()] + missing if prompt.strip() else missing
     return ", ".join(parts)
 

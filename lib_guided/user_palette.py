@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -95,11 +96,21 @@ def _parse_entry(entry: Any, index: int) -> PaletteEntry:
     )
 
 
+# A phrase is appended to the prompt as text, so prompt syntax in it would change the whole prompt:
+# "salt AND pepper" makes an AND composition, "(barn" opens an emphasis, "<lora:x:1>" loads a LoRA.
+_PROMPT_SYNTAX = re.compile(r"[()\[\]{}<>:|\\]|\bAND\b|\bBREAK\b")
+
+
 def _check_phrase(phrase: Any, field: str) -> str:
     if not isinstance(phrase, str):
         raise GuidedInputError(field, f"must be a string, got {type(phrase).__name__}")
     if not phrase.strip():
         raise GuidedInputError(field, "must not be empty")
+    syntax = _PROMPT_SYNTAX.search(phrase)
+    if syntax:
+        raise GuidedInputError(
+            field, f"contains prompt syntax {syntax.group()!r}; a phrase is plain words (it is matched in, "
+            "or appended to, the prompt as text)")
     return phrase.strip()
 
 

@@ -6,7 +6,6 @@ Thin on purpose: everything lives in lib_guided (core) and lib_guided.webui (the
 import modules.scripts as scripts
 from modules import script_callbacks
 
-from lib_guided.errors import GuidedInputError
 from lib_guided.webui import script_logic, ui, xyz_axes
 from lib_guided.webui.args import parse_script_args
 
@@ -37,8 +36,8 @@ class GuidedSynthesisScript(scripts.Script):
         try:
             params = parse_script_args(args, getattr(p, xyz_axes.OVERRIDES_ATTR, None))
             p._guided_run = script_logic.prepare(p, params, self.is_img2img)
-        except GuidedInputError as error:
-            # the WebUI logs script errors and generates anyway; bad input must stop the job instead
+        except Exception as error:  # noqa: BLE001 - every failure must stop this job, not only bad input
+            # the WebUI logs script errors and generates anyway; a failed preparation must stop the job
             script_logic.fail_job(p, error)
 
     def process_before_every_sampling(self, p, *args, **kwargs):

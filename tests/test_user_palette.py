@@ -72,3 +72,19 @@ def test_two_entries_on_the_same_painting_colour_are_rejected(painting_palette):
     with pytest.raises(GuidedInputError, match=r"palette\[0\]") as info:
         resolve_palette([("#d03030", "red barn"), ("#d23232", "red roof")], painting_palette)
     assert info.value.field == "palette[1].color"
+
+
+@pytest.mark.parametrize(
+    "phrase, syntax",
+    [("salt AND pepper", "AND"), ("(red barn:1.3)", "("), ("barn <lora:x:1>", "<"), ("[barn|shed]", "["),
+     ("barn BREAK lake", "BREAK"), ("a\\(b", "\\")],
+)
+def test_phrases_carrying_prompt_syntax_are_refused(phrase, syntax):
+    with pytest.raises(GuidedInputError) as info:
+        UserPalette.parse([{"color": "#d03030", "phrase": phrase}])
+    assert info.value.field == "palette[0].phrase"
+    assert f"contains prompt syntax {syntax!r}" in str(info.value)
+
+
+def test_plain_phrases_with_and_in_lower_case_are_words():
+    assert UserPalette.parse([{"color": "#d03030", "phrase": "salt and pepper, red"}])

@@ -13,7 +13,7 @@ from lib_guided.gradop import GradOPSettings
 from lib_guided.guidance import guided_eps
 from lib_guided.painting import BlurPainting
 from lib_guided.schedules import ddim_sigmas
-from lib_guided.webui.guided_call import GradOPCall, guided_sampler_call
+from lib_guided.webui.guided_call import GradOPCall, denoiser_step, guided_sampler_call
 
 
 class StandInCFGDenoiser(nn.Module):
@@ -103,3 +103,72 @@ def test_an_exception_mid_run_restores_everything(tiny_model, setup):
         euler(sampler.model_wrap_cfg, x.clone(), sigmas, cond, uncond, fail_at_step_two)
     assert nothing_patched(sampler, tiny_model)
     assert torch.equal(euler(sampler.model_wrap_cfg, x.clone(), sigmas, cond, uncond, lambda i: None), plain)
+
+
+class CountingDenoiser(StandInCFGDenoiser):
+    """The WebUI's call bookkeeping: ``step`` counts calls (incremented at the end of forward), ``steps``
+    and ``total_steps`` are set by launch_sampling (twice the steps for second-order samplers)."""
+
+    def __init__(self, model, steps, calls_per_step=1):
+        super().__init__(model)
+        self.step, self.steps, self.total_steps = 0, steps, steps * calls_per_step
+
+    def forward(self, *args, **kwargs):
+        out = super().forward(*args, **kwargs)
+        self.step += 1
+        return out
+
+
+@pytest.mark.parametrize("calls_per_step", [1, 2])
+@torch.no_grad()
+def test_phases_run_on_their_own_step_from_the_denoisers_call_count(tiny_model, setup, calls_per_step):
+    steps, sigmas, cond, uncond, x = setup
+    sampler = StandInSampler(tiny_model)
+    sampler.model_wrap_cfg = CountingDenoiser(tiny_model, steps, calls_per_step)
+    seen = []
+
+    def sample_step(denoiser, x, s, s_next, i):
+        for _ in range(calls_per_step):  # a second-order sampler evaluates twice per step
+            seen.append((i, denoiser_step(sampler.model_wrap_cfg)))
+            denoised = denoiser(x, torch.full((1,), float(s)), cond=cond, uncond=uncond)
+        return x + (x - denoised) / float(s) * float(s_next - s)
+
+    gradop = make_call(tiny_model, steps)
+    with guided_sampler_call(sampler, tiny_model, gradop, None, False,
+                             lambda: denoiser_step(sampler.model_wrap_cfg)):
+        for i, (s, s_next) in enumerate(zip(sigmas[:-1], sigmas[1:], strict=True)):
+            x = sample_step(sampler.model_wrap_cfg, x, s, s_next, i)
+    assert all(i == step for i, step in seen)
+    assert [s for s, _, _ in gradop.history] == [2, 3, 4]
+
+
+@torch.no_grad()
+def test_another_extensions_denoiser_forward_is_chained_not_skipped(tiny_model, setup):
+    steps, sigmas, cond, uncond, x = setup
+    sampler = StandInSampler(tiny_model)
+    denoiser = sampler.model_wrap_cfg
+    calls = []
+    theirs = denoiser.forward  # e.g. an extension that wraps the CFG denoiser per instance
+
+    def their_forward(*args, **kwargs):
+        calls.append(1)
+        return theirs(*args, **kwargs)
+
+    denoiser.forward = their_forward
+    with guided_sampler_call(sampler, tiny_model, make_call(tiny_model, steps), None, False, lambda: 0):
+        euler(sampler.model_wrap_cfg, x.clone(), sigmas, cond, uncond, lambda i: None)
+    assert len(calls) == steps
+    assert denoiser.__dict__["forward"] is their_forward  # theirs again afterwards
+
+
+@torch.no_grad()
+def test_interrupt_ends_a_phase_within_one_adam_step_and_progress_is_reported(tiny_model, setup):
+    steps, sigmas, cond, uncond, x = setup
+    gradop = make_call(tiny_model, steps)
+    reports = []
+    gradop.progress = lambda *report: reports.append(report[:4])
+    gradop.stop = lambda: len(reports) >= 2  # Interrupt pressed during the second Adam step
+    sampler = StandInSampler(tiny_model)
+    with guided_sampler_call(sampler, tiny_model, gradop, None, False, lambda: 2):
+        euler(sampler.model_wrap_cfg, x.clone(), sigmas, cond, uncond, lambda i: None)
+    assert reports == [(1, 3, 1, 6), (1, 3, 2, 6)]  # phase 1 of 3: Adam steps 1 and 2 of 6, then stopped

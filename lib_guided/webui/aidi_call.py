@@ -13,6 +13,7 @@ import torch
 from ..edit_mask import attention_edit_mask
 from ..inversion import edit, invert, reconstruct
 from ..params import GuidedParams
+from ..protocol import pad_conds
 from ..schedules import ddim_sigmas, start_index_for_strength
 
 
@@ -64,9 +65,13 @@ def aidi_edit(
     sigmas = schedule[start_index_for_strength(steps, denoising_strength) :]
     batch = init_latent.shape[0]
     source_prompt = params.source_prompt or prompts[0]
-    source = model.encode_prompt([source_prompt] * batch)
-    target = model.encode_prompt(prompts)
-    uncond = model.encode_prompt(negative_prompts)
+    source, target, uncond = (
+        model.encode_prompt([source_prompt] * batch), model.encode_prompt(prompts),
+        model.encode_prompt(negative_prompts),
+    )
+    empty = getattr(model.sd_model, "cond_stage_model_empty_prompt", None)
+    if empty is not None:  # prompts over 75 tokens: 154 / 231 ... long contexts batched with 77
+        source, target, uncond = pad_conds([source, target, uncond], empty)
     x = init_latent.float()
     before = model.evals
     inversion = invert(model, x, sigmas, source, uncond, settings)

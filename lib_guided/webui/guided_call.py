@@ -9,7 +9,8 @@ wrapped: after an injection step it shifts the sampler's own ``x`` in place by `
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -28,6 +29,9 @@ class GradOPCall:
     decode: object
     total_steps: int
     history: list[tuple[int, float, float]] = field(default_factory=list)
+    stop: Callable[[], bool] | None = None  # Interrupt / Skip, polled before every Adam step
+    # progress(phase, phases, adam_step, adam_steps, latent) after every Adam step
+    progress: Callable[[int, int, int, int, torch.Tensor], None] | None = None
 
     def wants(self, step: int) -> bool:
         done = {s for s, _, _ in self.history}
@@ -37,8 +41,13 @@ class GradOPCall:
         s = self.settings
         target = self.target.to(x0.device)
         painted = self.painted.to(x0.device)
+        phases = len(self.settings.injection_range(self.total_steps))
+        on_step = None
+        if self.progress is not None:
+            on_step = functools.partial(self.progress, len(self.history) + 1, phases)
         w, first, last = optimise_latent(
-            x0.float(), target, self.decode, self.painting, s.adam_steps, s.lr, painted
+            x0.float(), target, self.decode, self.painting, s.adam_steps, s.lr, painted,
+            should_stop=self.stop, on_step=on_step,
         )
         self.history.append((step, first, last))
         return w.to(x0.dtype)
@@ -82,9 +91,14 @@ def guided_sampler_call(
     timestep_sampler: bool,
     current_step,
 ) -> Iterator[None]:
-    """Patch ``sampler.model_wrap_cfg.forward`` (and attention, with a UNet pre-hook) for one call."""
+    """Patch ``sampler.model_wrap_cfg.forward`` (and attention, with a UNet pre-hook) for one call.
+
+    ``current_step()`` is read before the wrapped forward runs: the sampling step this model call
+    belongs to. Another extension's instance-level forward on the denoiser is chained, not skipped.
+    """
     denoiser = sampler.model_wrap_cfg
     original_forward = denoiser.__dict__.get("forward")
+    inner_forward = original_forward or functools.partial(type(denoiser).forward, denoiser)
     table = model.sigma_table
     alphas = 1.0 / (1.0 + table**2)
     tracker = CondRowTracker(control) if control is not None else None
@@ -96,8 +110,8 @@ def guided_sampler_call(
             k_sigma = float(sigma[0])
         if tracker is not None:
             tracker.start(_count_cond_rows(kwargs.get("cond"), x.shape[0]), k_sigma)
-        out = type(denoiser).forward(denoiser, x, sigma, *args, **kwargs)
         step = current_step()
+        out = inner_forward(x, sigma, *args, **kwargs)
         if gradop is None or not gradop.wants(step):
             return out
         with torch.no_grad():
@@ -127,3 +141,17 @@ def guided_sampler_call(
                 denoiser.__dict__.pop("forward", None)
             else:
                 denoiser.forward = original_forward
+
+
+def denoiser_step(denoiser) -> int:
+    """The sampling step of the denoiser's next call, from its own call counter (``step``, counted from 0
+    per sampling) and the calls per step its sampler makes (``total_steps / steps``: 2 for Heun, DPM2).
+
+    ``shared.state.sampling_step`` is set only after each step's callback: read during a model call it
+    is one step behind, which made every gradient phase run a step late.
+    """
+    steps = int(getattr(denoiser, "steps", None) or 0)
+    calls = int(getattr(denoiser, "total_steps", None) or 0)
+    if steps <= 0 or calls <= 0:
+        return int(denoiser.step)
+    return int(denoiser.step) * steps // max(calls, steps)

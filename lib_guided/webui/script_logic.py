@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import re
+import traceback
 from dataclasses import dataclass, field
 
 import torch
@@ -20,7 +22,7 @@ from ..stroke_io import StrokeImage, load_strokes, painting_pixel_cap
 from ..stroke_resize import resize_strokes
 from ..user_palette import BoundRegion, resolve_palette
 from .aidi_call import Interrupted, StoppableModel, aidi_edit
-from .guided_call import GradOPCall, guided_sampler_call
+from .guided_call import GradOPCall, denoiser_step, guided_sampler_call
 from .model import WebUIModel
 
 
@@ -49,10 +51,34 @@ def prepare(p, params: GuidedParams, is_img2img: bool) -> PreparedRun | None:
         run.regions = resolve_palette(params.palette, run.found, params.colour_tolerance)
         resize_strokes(run.strokes, p.width, p.height)  # aspect-ratio check before sampling
         phrases = [r.phrase for r in run.regions]
+        if phrases and params.region_weight > 0:
+            _check_prompts_for_binding(p)
         if phrases:
             p.all_prompts = [prompt_with_phrases(prompt, phrases) for prompt in p.all_prompts]
+            if getattr(p, "all_hr_prompts", None):  # the hires pass encodes its own prompts
+                p.all_hr_prompts = [prompt_with_phrases(prompt, phrases) for prompt in p.all_hr_prompts]
     p.extra_generation_params.update(params.infotext())
     return run
+
+
+_AND = re.compile(r"\bAND\b")
+
+
+def _check_prompts_for_binding(p) -> None:
+    """Region binding finds each phrase's tokens in the one context the prompt encodes to. AND makes one
+    context per sub-prompt and prompt editing changes the context mid-run: refuse both, clearly."""
+    from modules import prompt_parser
+
+    for prompt in {*p.all_prompts, *(getattr(p, "all_hr_prompts", None) or [])}:
+        if _AND.search(prompt):
+            raise GuidedInputError(
+                "prompt", "binding phrases to colours does not work with AND sub-prompts; remove AND, "
+                "or leave the phrases empty (or region weight 0) to guide by colour only")
+        schedules = prompt_parser.get_learned_conditioning_prompt_schedules([prompt], int(p.steps))
+        if len(schedules[0]) > 1:
+            raise GuidedInputError(
+                "prompt", "binding phrases to colours does not work with prompt editing ([from:to:when], "
+                "[a|b]); use a plain prompt, or leave the phrases empty to guide by colour only")
 
 
 def _largest_output(p) -> tuple[int, int]:
@@ -64,14 +90,20 @@ def _largest_output(p) -> tuple[int, int]:
     return width, height
 
 
-def fail_job(p, error: GuidedInputError) -> None:
+def fail_job(p, error: Exception) -> None:
     """Make this job end with ``error`` when it starts sampling, before anything is patched.
 
-    The API then answers with the message (HTTP 500, ``errors`` field) and the UI shows it.
+    The API then answers with the message (HTTP 500, ``errors`` field) and the UI shows it. Any
+    exception, not only bad input: the WebUI would otherwise log it and generate without us.
     """
+    if isinstance(error, GuidedInputError):
+        message = f"Guided Synthesis: {error}"
+    else:
+        traceback.print_exception(error)  # a bug of ours: the console gets the whole story
+        message = f"Guided Synthesis: could not prepare this job ({type(error).__name__}: {error})"
 
     def refuse(*args, **kwargs):
-        raise ValueError(f"Guided Synthesis: {error}") from error
+        raise ValueError(message) from error
 
     p.sample = refuse
 
@@ -153,14 +185,29 @@ def _strokes_sample(p, run: PreparedRun, name: str, original, *args, **kwargs):
     steps = kwargs.get("steps") or p.steps
     if name == "sample_img2img":  # the WebUI runs only the denoising-strength part of the schedule
         steps = max(1, int(min(p.denoising_strength, 0.999) * steps))
-    gradop, control = _stroke_call(run, model, x, steps, p.prompts[0])
+    hires = getattr(p, "is_hr_pass", False) and getattr(p, "hr_prompts", None)
+    prompt = p.hr_prompts[0] if hires else p.prompts[0]  # the prompt this pass's conds were made from
+    gradop, control = _stroke_call(run, model, x, steps, prompt)
+    gradop.stop = lambda: bool(shared.state.interrupted or shared.state.skipped)
+    gradop.progress = _show_progress
     timestep = isinstance(p.sampler, sd_samplers_timesteps.CompVisSampler)
-    with guided_sampler_call(p.sampler, model, gradop, control, timestep, lambda: shared.state.sampling_step):
+    denoiser = p.sampler.model_wrap_cfg
+    with guided_sampler_call(p.sampler, model, gradop, control, timestep, lambda: denoiser_step(denoiser)):
         out = original(*args, **kwargs)
     if gradop.history:
         losses = "; ".join(f"{s}:{a:.4f}->{b:.4f}" for s, a, b in gradop.history)
         p.extra_generation_params["Guided stroke loss"] = losses
     return out
+
+
+def _show_progress(phase: int, phases: int, adam_step: int, adam_steps: int, latent: torch.Tensor) -> None:
+    """The WebUI's progress text and live preview during a gradient phase."""
+    from modules import shared
+
+    shared.state.textinfo = (
+        f"Guided strokes: phase {phase} of {phases}, Adam step {adam_step} of {adam_steps}"
+    )
+    shared.state.current_latent = latent  # the preview shows the latent being optimised
 
 
 def _aidi_sample(p, run: PreparedRun, original, *args, **kwargs):
