@@ -97,6 +97,12 @@ def optimise_latent(
             if should_stop is not None and should_stop():
                 break
             image = decode(w).float().clamp(0.0, 1.0)
+            if not image.requires_grad:
+                raise RuntimeError(
+                    "gradop: the decoder returned an image without a gradient: it runs under no_grad (a "
+                    "tiling VAE such as Tiled VAE replaces the decoder so); pick the linear-anchored or "
+                    "linear decoder, or switch the tiling off"
+                )
             loss = stroke_loss(painting, image, target, weight_mask)
             if anchor is not None and gamma > 0.0:
                 loss = loss + gamma * torch.mean((w - anchor) ** 2)

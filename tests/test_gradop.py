@@ -109,3 +109,13 @@ def test_relaxed_gradop_lowers_loss_and_works_on_v_prediction(tiny_v_model):
                                       generator=torch.Generator().manual_seed(5))
     assert last < first
     assert final_loss(tiny_v_model, out, target) < final_loss(tiny_v_model, text_only, target)
+
+
+def test_a_decoder_without_gradient_gets_a_clear_message(tiny_model):
+    def tiled_vae_decode(latent):  # Tiled VAE replaces the decoder's forward with a no_grad tiler
+        with torch.no_grad():
+            return tiny_model.decode(latent)
+
+    latent = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(RuntimeError, match="decoder returned an image without a gradient"):
+        optimise_latent(latent, two_colour_target(), tiled_vae_decode, BlurPainting(), 2, 0.1)

@@ -172,3 +172,39 @@ def test_interrupt_ends_a_phase_within_one_adam_step_and_progress_is_reported(ti
     with guided_sampler_call(sampler, tiny_model, gradop, None, False, lambda: 2):
         euler(sampler.model_wrap_cfg, x.clone(), sigmas, cond, uncond, lambda i: None)
     assert reports == [(1, 3, 1, 6), (1, 3, 2, 6)]  # phase 1 of 3: Adam steps 1 and 2 of 6, then stopped
+
+
+@torch.no_grad()
+def test_region_control_refuses_to_bypass_another_extensions_attention(tiny_model, setup):
+    steps, sigmas, cond, uncond, x = setup
+    sampler = StandInSampler(tiny_model)
+    _, module = tiny_model.attention_modules()[0]
+    theirs = module.forward  # e.g. Regional Prompter's attention mode sets attn2.forward per instance
+    module.forward = theirs
+    try:
+        control = RegionControl({3: torch.ones(8, 8)}, (8, 8))
+        with (
+            pytest.raises(RuntimeError, match="region control cannot run while another extension replaces"),
+            guided_sampler_call(sampler, tiny_model, make_call(tiny_model, steps), control, False, lambda: 0),
+        ):
+            pass
+        assert module.__dict__["forward"] is theirs and "forward" not in sampler.model_wrap_cfg.__dict__
+        # stroke guidance alone composes with it
+        with guided_sampler_call(sampler, tiny_model, make_call(tiny_model, steps), None, False, lambda: 2):
+            euler(sampler.model_wrap_cfg, x.clone(), sigmas, cond, uncond, lambda i: None)
+    finally:
+        del module.forward
+
+
+@torch.no_grad()
+def test_a_tiled_unet_call_gets_a_clear_message(tiny_model, setup):
+    steps, sigmas, cond, uncond, x = setup
+    sampler = StandInSampler(tiny_model)
+    control = RegionControl({3: torch.ones(8, 8)}, (8, 8))
+    tile = x[..., :4, :4].clone()  # what Tiled Diffusion hands the UNet
+    with (
+        pytest.raises(RuntimeError, match="needs the whole 8x8 latent in each UNet call, got a 4x4 tile"),
+        guided_sampler_call(sampler, tiny_model, make_call(tiny_model, steps), control, False, lambda: 0),
+    ):
+        sampler.model_wrap_cfg(tile, torch.full((1,), float(sigmas[0])), cond=cond, uncond=uncond)
+    assert nothing_patched(sampler, tiny_model)

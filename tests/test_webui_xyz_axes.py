@@ -82,3 +82,17 @@ def test_the_plot_module_is_found_by_its_script_file_name():
     mine = SimpleNamespace(script_class=type("Script", (), {"__module__": "xyz_grid.py"}), module=plot)
     assert xyz_axes.find_xyz_module([other, mine]) is plot
     assert xyz_axes.find_xyz_module([other]) is None
+
+
+def test_decoders_the_webui_cannot_run_are_neither_offered_nor_accepted():
+    plot = stand_in_plot()
+    xyz_axes.register_axes(plot)
+    decoder = next(a for a in plot.axis_options if a.label.endswith("Decoder for the gradient"))
+    assert decoder.choices() == ["full", "linear", "linear-anchored"]
+    for bad in ("tiny", "full-checkpointed"):
+        with pytest.raises(GuidedInputError, match=rf"^decoder: X/Y/Z plot value: '{bad}' is not available"):
+            decoder.confirm(SimpleNamespace(), ["linear", bad])
+    decoder.confirm(SimpleNamespace(), ["full", "linear-anchored"])
+    blur = next(a for a in plot.axis_options if "Blur" in a.label)
+    with pytest.raises(GuidedInputError, match="^blur_size: X/Y/Z plot value: must be an odd number"):
+        blur.confirm(SimpleNamespace(), [21, 20])

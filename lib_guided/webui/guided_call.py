@@ -71,6 +71,13 @@ class CondRowTracker:
 
     def before_unet(self, module, args, kwargs) -> None:
         x = args[0] if args else kwargs["x"]
+        if tuple(x.shape[-2:]) != tuple(self.control.latent_size):
+            raise RuntimeError(
+                f"Guided Synthesis: region control needs the whole {self.control.latent_size[0]}x"
+                f"{self.control.latent_size[1]} latent in each UNet call, got a {x.shape[-2]}x{x.shape[-1]} "
+                "tile (a tiling extension such as Tiled Diffusion splits it); switch tiling off or set "
+                "the region weight to 0"
+            )
         rows = torch.arange(self.offset, self.offset + x.shape[0]) < self.n_cond
         self.offset += x.shape[0]
         self.control.set_step(self.sigma, cond_rows=rows.to(x.device))
@@ -126,6 +133,8 @@ def guided_sampler_call(
             x.add_(w - out)
             return w
 
+    if control is not None:
+        _refuse_foreign_attention(model)
     hook = None
     with contextlib.ExitStack() as stack:
         try:
@@ -141,6 +150,20 @@ def guided_sampler_call(
                 denoiser.__dict__.pop("forward", None)
             else:
                 denoiser.forward = original_forward
+
+
+def _refuse_foreign_attention(model) -> None:
+    """Region control computes the conditional rows' cross-attention itself; another extension's
+    instance-level attn2 forward (Regional Prompter's attention mode, IP-Adapter) would be bypassed on
+    those rows, silently. Say so before anything is patched."""
+    foreign = [name for name, module in model.attention_modules() if "forward" in module.__dict__]
+    if foreign:
+        raise RuntimeError(
+            "Guided Synthesis: region control cannot run while another extension replaces the "
+            f"cross-attention ({foreign[0]} and {len(foreign) - 1} more); its effect would be lost on the "
+            "prompt's rows. Set the region weight to 0 (stroke guidance still works) or switch that "
+            "extension's attention mode off"
+        )
 
 
 def denoiser_step(denoiser) -> int:

@@ -23,6 +23,7 @@ from ..stroke_resize import resize_strokes
 from ..user_palette import BoundRegion, resolve_palette
 from .aidi_call import Interrupted, StoppableModel, aidi_edit
 from .guided_call import GradOPCall, denoiser_step, guided_sampler_call
+from .host_choices import check_host_choices
 from .model import WebUIModel
 
 
@@ -42,6 +43,7 @@ def prepare(p, params: GuidedParams, is_img2img: bool) -> PreparedRun | None:
         return None
     if params.mode == "edit" and not is_img2img:
         raise GuidedInputError("mode", "'edit' (AIDI) works in img2img; txt2img supports 'strokes'")
+    check_host_choices(params)
     run = PreparedRun(params)
     if params.mode == "strokes":
         if params.strokes is None:

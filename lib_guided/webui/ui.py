@@ -9,6 +9,7 @@ from ..palette import extract_palette
 from ..params import FIELDS, Field, parse_palette
 from ..stroke_io import load_strokes
 from .args import canvas_image
+from .host_choices import choices_for
 
 
 def _component(field: Field, is_img2img: bool, elem_id):
@@ -38,7 +39,7 @@ def _component(field: Field, is_img2img: bool, elem_id):
     if field.kind is bool:
         return gr.Checkbox(value=field.default, **kwargs)
     if field.choices:
-        return gr.Dropdown(list(field.choices), value=field.default, **kwargs)
+        return gr.Dropdown(list(choices_for(field)), value=field.default, **kwargs)
     if field.kind is str:
         return gr.Textbox(value=field.default, lines=1, **kwargs)
     if field.step is None:

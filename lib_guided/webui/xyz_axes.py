@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import GuidedInputError
 from ..params import FIELD_BY_NAME, Field, coerce
+from .host_choices import check_host_choice, choices_for
 
 OVERRIDES_ATTR = "_guided_overrides"
 LABEL_PREFIX = "[Guided] "
@@ -54,7 +55,7 @@ def confirm_values(field: Field) -> Callable[[Any, list], None]:
     def confirm(p, xs) -> None:
         for x in xs:
             try:
-                coerce(field, x)
+                check_host_choice(field.name, coerce(field, x))
             except GuidedInputError as error:
                 raise GuidedInputError(field.name, f"X/Y/Z plot value: {error.message}") from None
 
@@ -71,7 +72,8 @@ def build_axes(xyz_module) -> list:
     for name, tabs in AXES:
         field = FIELD_BY_NAME[name]
         cls = xyz_module.AxisOptionImg2Img if tabs == "img2img" else xyz_module.AxisOption
-        choices = (lambda values=field.choices: list(values)) if field.choices else None
+        offered = choices_for(field)
+        choices = (lambda values=offered: list(values)) if offered else None
         axes.append(
             cls(
                 axis_label(field),
