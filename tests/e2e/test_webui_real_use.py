@@ -1,0 +1,125 @@
+"""Real use through the API: server paths, huge paintings, malformed payloads, long prompts with hires fix,
+AND, edit mode past 75 tokens, SDXL's automatic mask, and the progress text of a gradient phase."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+
+import numpy as np
+import pytest
+import requests
+from payloads import SIZE, as_array, guided, painting
+from PIL import Image
+from test_webui_api import BARN, STROKES, edit_img2img, txt2img
+
+from lib_guided.stroke_io import NOT_IMAGE_DATA
+
+# 80+ tokens: the phrase lands in the second 75-token chunk
+LONG_PROMPT = ", ".join(["a red barn in a green field under a clear blue summer sky"] * 7)
+
+
+@pytest.fixture(scope="module")
+def baseline(sd1):
+    return as_array(txt2img(sd1).image)
+
+
+def _error(server, **named) -> str:
+    with pytest.raises(RuntimeError) as err:
+        txt2img(server, alwayson_scripts=guided(**named))
+    return str(err.value)
+
+
+def test_strings_are_image_data_never_server_paths(sd1, tmp_path):
+    existing = tmp_path / "on_the_server.png"
+    painting().save(existing)
+    messages = {_error(sd1, strokes=text).split("Guided Synthesis: ")[1].split('"')[0].rstrip("\\")
+                for text in (str(existing), str(tmp_path / "missing.png"), "/etc/passwd")}
+    assert len(messages) == 1  # the same answer whether or not the file exists
+    assert NOT_IMAGE_DATA[:40] in messages.pop()
+
+
+@pytest.mark.parametrize(
+    ("named", "field"),
+    [
+        ({"strokes": STROKES, "palette": 5}, "palette"),
+        ({"strokes": STROKES, "palette": [None]}, "palette[0]"),
+        ({"strokes": STROKES, "palette": ["abc"]}, "palette[0]"),
+        ({"strokes": STROKES, "palette": [{"color": "#d03030", "phrase": "salt AND pepper"}]},
+         "palette[0].phrase"),
+        ({"strokes": STROKES, "blur_size": 20}, "blur_size"),
+        ({"strokes": STROKES, "decoder": "tiny"}, "decoder"),
+        ({"strokes": STROKES, "decoder": "full-checkpointed"}, "decoder"),
+        ({"strokes": STROKES, "adam_steps": "1e400"}, "adam_steps"),
+        ({"strokes": STROKES, "adam_steps": 10**400}, "adam_steps"),
+        ({"strokes": STROKES, "palette": [{"color": "#d03030", "phrase": "barn", "weight": 10**400}]},
+         "palette[0].weight"),
+    ],
+)
+def test_more_bad_payloads_are_named_errors(sd1, baseline, named, field):
+    assert f"Guided Synthesis: {field}:" in _error(sd1, **named)
+    assert np.array_equal(as_array(txt2img(sd1).image), baseline)
+
+
+def test_a_huge_painting_is_refused_from_its_header(sd1, baseline):
+    buffer = io.BytesIO()
+    Image.new("RGB", (6000, 6000), (208, 48, 48)).save(buffer, "PNG")  # ~100 KB of PNG, 36 MP decoded
+    import base64
+
+    message = _error(sd1, strokes=base64.b64encode(buffer.getvalue()).decode())
+    assert "strokes: the painting is 6000x6000" in message
+    assert np.array_equal(as_array(txt2img(sd1).image), baseline)
+
+
+def test_bindings_with_and_are_refused_and_colour_only_guidance_runs(sd1):
+    with pytest.raises(RuntimeError, match="Guided Synthesis: prompt: binding phrases to colours does not"):
+        txt2img(sd1, prompt="a red barn AND a lake", alwayson_scripts=guided(strokes=STROKES, palette=BARN))
+    result = txt2img(sd1, prompt="a red barn AND a lake", alwayson_scripts=guided(strokes=STROKES))
+    assert "Guided stroke loss:" in result.info["infotexts"][0]
+
+
+@pytest.mark.parametrize("hires_pass", ["second", "both"])
+def test_hires_second_pass_with_a_long_prompt_and_a_phrase(sd1, hires_pass):
+    result = txt2img(
+        sd1, prompt=LONG_PROMPT, enable_hr=True, hr_scale=1.5, hr_upscaler="Latent", denoising_strength=0.5,
+        alwayson_scripts=guided(strokes=STROKES, hires_pass=hires_pass,
+                                palette=[{"color": "#3050c0", "phrase": "lake"}]),
+    )
+    assert result.image.size == (int(SIZE * 1.5), int(SIZE * 1.5))
+    assert "Guided stroke loss:" in result.info["infotexts"][0]
+    assert result.info["all_hr_prompts"][0].endswith(", lake")  # the hires pass encodes the phrase too
+
+
+def test_edit_mode_with_a_prompt_over_75_tokens(sd1):
+    result = edit_img2img(sd1, prompt=LONG_PROMPT.replace("red", "blue"),
+                          alwayson_scripts=guided(mode="edit", source_prompt=LONG_PROMPT))
+    assert "Guided inversion evals:" in result.info["infotexts"][0]
+
+
+def test_sdxl_edit_with_the_automatic_mask(sdxl):
+    result = edit_img2img(sdxl, alwayson_scripts=guided(mode="edit", source_prompt="a red barn",
+                                                        blend_mask="auto"))
+    assert "Guided blend mask: auto" in result.info["infotexts"][0]
+
+
+def test_progress_text_names_the_gradient_phase(sd1):
+    seen: set[str] = set()
+    done = threading.Event()
+
+    def generate():
+        try:
+            txt2img(sd1, steps=8, alwayson_scripts=guided(strokes=STROKES, adam_steps=60))
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=generate)
+    worker.start()
+    while not done.is_set():
+        text = requests.get(f"{sd1.url}/sdapi/v1/progress", timeout=10).json().get("textinfo") or ""
+        if text.startswith("Guided strokes"):
+            seen.add(text)
+        time.sleep(0.05)
+    worker.join()
+    assert any("phase 1 of 3, Adam step" in t for t in seen), seen
+    assert len(seen) > 1  # it moves
