@@ -253,3 +253,22 @@ def test_psnr():
     assert psnr(a, a) == math.inf
     assert psnr(a, a + 0.1) == pytest.approx(20.0)
     assert psnr(a, a + 25.5, max_value=255.0) == pytest.approx(20.0)
+
+
+def test_ddim_solver_is_the_standard_ddim_inversion_step(tiny_model, prompts, unit_latent):
+    """z_t = sqrt(a_t / a_{t-1}) z_{t-1} + (sqrt(1 - a_t) - sqrt(a_t / a_{t-1}) sqrt(1 - a_{t-1})) eps,
+    eps = eps(z_{t-1}, t), written in DDPM space, equals our sigma-space step (the UNet sees z_{t-1} as it
+    is, at timestep t)."""
+    source, _, uncond = prompts
+    result = invert(tiny_model, unit_latent, None, source, None, InversionSettings(solver="ddim", steps=10))
+    sigmas = [float(s) for s in result.sigmas.flip(0)]
+    lo, hi = sigmas[3], sigmas[4]
+    a_lo, a_hi = 1 / (1 + lo**2), 1 / (1 + hi**2)
+    z_lo = result.trajectory[3] * math.sqrt(a_lo)
+    with torch.no_grad():
+        eps = tiny_model.eps(z_lo / math.sqrt(a_hi), torch.tensor(hi), source)  # model input: z_lo itself
+    ratio = math.sqrt(a_hi / a_lo)
+    z_hi = ratio * z_lo + (math.sqrt(1 - a_hi) - ratio * math.sqrt(1 - a_lo)) * eps
+    ours = result.trajectory[4] * math.sqrt(a_hi)
+    # two float32 formulas for one step: they agree to rounding of values of order 1
+    torch.testing.assert_close(ours, z_hi, atol=64 * torch.finfo(torch.float32).eps, rtol=0)
