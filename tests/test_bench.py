@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -20,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_quick_tiny_benchmark_writes_every_case_with_ratios(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    start = time.perf_counter()
+    # the hang guard is the subprocess timeout (measured: 24 s on 2 busy cores); no wall-clock assertion,
+    # machine speed is not what this test checks: the work done is (model_evals per row, below)
     done = subprocess.run(
         [sys.executable, "-m", "lib_guided.bench", "--arch", "tiny", "--quick", "--out", str(tmp_path)],
         cwd=ROOT,
@@ -29,9 +29,7 @@ def test_quick_tiny_benchmark_writes_every_case_with_ratios(tmp_path):
         timeout=300,
         env=env,
     )
-    elapsed = time.perf_counter() - start
     assert done.returncode == 0, done.stderr
-    assert elapsed < 90, elapsed  # a hang guard, not a timing (measured: 24 s on 2 busy cores)
     report = json.loads((tmp_path / "bench.json").read_text())
     assert {"cpu_count", "torch_version", "device_name"} <= set(report["machine"])
     rows = report["rows"]
