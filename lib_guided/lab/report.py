@@ -16,15 +16,17 @@ from pathlib import Path
 
 import torch
 
-from lib_guided.lab import binding_eval, editing_eval, inversion_eval
+from lib_guided.lab import binding_eval, editing_eval, inversion_eval, realism
 from lib_guided.lab.classifier import WEIGHTS, LabClassifier, load_classifier
 from lib_guided.lab.eval_scenes import eval_scenes, reference_images, stack_images
 from lib_guided.lab.metrics import faithfulness_mse, frechet_distance
+from lib_guided.lab.model_quality import model_quality
 from lib_guided.lab.report_plan import (
     EARLY_EXIT_REFERENCE_ITERATIONS,
     FULL,
     GRADOP_PLUS_DEFAULT,
     QUICK,
+    TEXT,
     ReportPlan,
 )
 from lib_guided.lab.synthesis_eval import repeat_scenes, score_synthesis, synthesise
@@ -47,22 +49,32 @@ def _vae_round_trip(model: DiffusionModel, images: torch.Tensor) -> torch.Tensor
 
 
 def realism_references(model, classifier: LabClassifier, plan: ReportPlan) -> dict:
-    """The Fréchet distance's yardsticks, at the same sample size as every generated set (real images and
-    strokes of as many test scenes as there are generated images)."""
-    reference = classifier.features(reference_images(plan.reference))
+    """The Fréchet distances' yardsticks, at the same sample size as every generated set (real images and
+    strokes of as many test scenes as there are generated images), for the classifier FD and the texture
+    FD (lib_guided.lab.realism); the blurred real images show the texture FD sees lost detail."""
+    held_out = reference_images(plan.reference)
+    reference = classifier.features(held_out)
+    texture = realism.standardised_features(held_out)
     scenes = eval_scenes(plan.scenes * plan.per_scene)
     real = stack_images(scenes)
     strokes = stack_images(scenes, "strokes")
+    vae = _vae_round_trip(model, real)
     return {
         "reference_features": reference,
+        "texture_reference": texture,
         "real_vs_real_fd": frechet_distance(classifier.features(real), reference),
         "strokes_vs_real_fd": frechet_distance(classifier.features(strokes), reference),
-        "vae_vs_real_fd": frechet_distance(classifier.features(_vae_round_trip(model, real)), reference),
+        "vae_vs_real_fd": frechet_distance(classifier.features(vae), reference),
         "real_faithfulness_mse": float(faithfulness_mse(real, strokes).mean()),
+        "real_vs_real_texture_fd": realism.texture_fd(real, texture),
+        "strokes_vs_real_texture_fd": realism.texture_fd(strokes, texture),
+        "vae_vs_real_texture_fd": realism.texture_fd(vae, texture),
+        "blurred_vs_real_texture_fd": realism.texture_fd(realism.blurred(real), texture),
     }
 
 
-def run_synthesis(model, classifier, plan: ReportPlan, scenes, reference, timer: Timer):
+def run_synthesis(model, classifier, plan: ReportPlan, scenes, reference, timer: Timer,
+                  texture_reference=None):
     rows, images = [], {}
     for setting in plan.synthesis:
         started = time.time()
@@ -70,7 +82,8 @@ def run_synthesis(model, classifier, plan: ReportPlan, scenes, reference, timer:
                          per_scene=plan.per_scene)
         images[setting] = out
         rows.append({"method": setting.method, "setting": setting.setting,
-                     **score_synthesis(out, repeat_scenes(scenes, plan.per_scene), classifier, reference),
+                     **score_synthesis(out, repeat_scenes(scenes, plan.per_scene), classifier, reference,
+                                       texture_reference),
                      "seconds_per_scene": round((time.time() - started) / len(scenes), 3)})
         timer.section(f"synthesis {setting.method} ({setting.setting})", started)
     return rows, images
@@ -153,6 +166,19 @@ def editing_yardsticks(classifier, scenes) -> dict:
             "unedited_success": float(unedited["success"].float().mean())}
 
 
+def run_model_quality(model, classifier, plan: ReportPlan, scenes, images, synthesis, folder,
+                      references: tuple) -> dict:
+    """model_quality on the synthesis run's text-only samples; sampled and scored like a synthesis row
+    here only when the plan has no text-only setting."""
+    repeated = repeat_scenes(scenes, plan.per_scene)
+    if TEXT not in images:
+        images = {TEXT: synthesise(model, scenes, TEXT, steps=plan.steps, cfg=plan.cfg, seed=plan.seed,
+                                   per_scene=plan.per_scene)}
+        synthesis = [{"method": "text", **score_synthesis(images[TEXT], repeated, classifier, *references)}]
+    real = stack_images(scenes).repeat_interleave(plan.per_scene, dim=0)
+    return model_quality(classifier, images[TEXT], repeated, synthesis, folder, real_images=real)
+
+
 def _finite_mean(values: torch.Tensor) -> float:
     finite = values[torch.isfinite(values)]
     return float(finite.mean()) if len(finite) else math.inf
@@ -200,9 +226,13 @@ def run_report(model: DiffusionModel, classifier: LabClassifier, plan: ReportPla
 
     started = time.time()
     refs = realism_references(model, classifier, plan)
-    reference = refs.pop("reference_features")
+    reference, texture_reference = refs.pop("reference_features"), refs.pop("texture_reference")
     timer.section("realism references", started)
-    synthesis, images = run_synthesis(model, classifier, plan, scenes, reference, timer)
+    synthesis, images = run_synthesis(model, classifier, plan, scenes, reference, timer, texture_reference)
+    started = time.time()
+    quality = run_model_quality(model, classifier, plan, scenes, images, synthesis, model_folder,
+                                (reference, texture_reference))
+    timer.section("model quality", started)
     binding, controlled = run_binding(model, classifier, plan, scenes, images[GRADOP_PLUS_DEFAULT], timer)
 
     started = time.time()
@@ -227,6 +257,7 @@ def run_report(model: DiffusionModel, classifier: LabClassifier, plan: ReportPla
         "inversion_early_exit": early_exit,
         "editing": editing,
         "editing_ground_truth": editing_yardsticks(classifier, edit_scenes),
+        "model_quality": quality,
     }
     if plots:
         started = time.time()

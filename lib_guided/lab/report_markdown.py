@@ -22,6 +22,13 @@ METHOD = """## How it is measured
 - **Realism**: Fréchet distance to held-out real scenes (dataset seed 2) in the lab classifier's feature
   space (per-channel mean and std of its first two blocks, standardised); real-vs-real at the same sample
   size is the noise floor, strokes-vs-real the flat-painting look.
+- **Texture FD**: the same distance on label-free texture statistics (lib_guided/lab/realism.py: log
+  Laplacian energy per channel, its kurtosis and cross-channel correlation, at 3 scales on the sky and the
+  ground rows), in units of real-scene spread: it sees grain, shading and sharpness, not which shapes
+  are there. Gaussian-blurred real images (sigma 1) show how much it punishes lost detail.
+- **Caption accuracy** (model quality): text-only samples; objects are found anywhere as blobs of an
+  object colour and named by the classifier; right when every captioned shape + colour is found and the
+  background head agrees (lib_guided/lab/caption_eval.py).
 - **Binding**: each object's painted region is cropped and its shape classified; a hit when it is the
   shape of the phrase bound to that colour. GradOP+ both times; "without" is region weight 0.
 - **Inversion**: PSNR / SSIM of decode(reconstruct(invert(encode(x)))) against x; the VAE round trip is
@@ -37,6 +44,40 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
 
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
             *("| " + " | ".join(cell(v) for v in row) + " |" for row in rows)]
+
+
+def _texture_yardsticks(report: dict) -> list[list]:
+    names = {"real_vs_real_texture_fd": "texture FD real vs real (same N)",
+             "vae_vs_real_texture_fd": "texture FD VAE round trip vs real",
+             "blurred_vs_real_texture_fd": "texture FD blurred real (sigma 1) vs real",
+             "strokes_vs_real_texture_fd": "texture FD strokes vs real"}
+    return [[label, report[key]] for key, label in names.items() if key in report]
+
+
+def _or_dash(value):
+    return "-" if value is None else value
+
+
+def _model_quality(q: dict | None) -> list[str]:
+    """The model on its own: captions alone, and what the UNet cost to train."""
+    if not q:
+        return []
+    fd = q.get("text_only_fd") or {}
+    steps = q["unet_steps"] if q["unet_steps"] is not None else "?"
+    seconds = f"{q['train_seconds']:.0f} s" if q["train_seconds"] is not None else "? s"
+    return [
+        "## Model quality (text-only samples, no strokes)", "",
+        *_table(["quantity", "value"], [
+            ["caption accuracy (every object and the background)", q["caption_accuracy"]],
+            ["captioned objects found", q.get("caption_object_accuracy", "-")],
+            ["background right", q.get("caption_background_accuracy", "-")],
+            ["caption accuracy of the real scenes (judge's ceiling)", q.get("real_caption_accuracy", "-")],
+            ["FD (classifier features)", _or_dash(fd.get("realism_fd"))],
+            ["texture FD", _or_dash(fd.get("texture_fd"))],
+        ]), "",
+        f"UNet: {steps} training steps, {seconds} on {q['device'] or '?'}; "
+        f"{q.get('caption_images', '?')} samples.", "",
+    ]
 
 
 def render(report: dict) -> str:
@@ -65,15 +106,17 @@ def render(report: dict) -> str:
             ["FD VAE round trip vs real", report["vae_vs_real_fd"]],
             ["FD strokes vs real", report["strokes_vs_real_fd"]],
             ["stroke MSE of the real images", report["real_faithfulness_mse"]],
+            *_texture_yardsticks(report),
             ["VAE ceiling PSNR (dB)", report["vae_ceiling_psnr"]],
             ["VAE ceiling SSIM", report.get("vae_ceiling_ssim", float("nan"))],
             ["edit metric on a ground-truth recolouring", truth["recoloured_success"]],
             ["edit metric on the unedited image", truth["unedited_success"]],
         ]), "",
         "## Synthesis", "",
-        *_table(["method", "setting", "stroke MSE", "FD", "s / scene"],
-                [[s["method"], s["setting"], s["faithfulness_mse"], s["realism_fd"], s["seconds_per_scene"]]
-                 for s in report["synthesis"]]), "",
+        *_table(["method", "setting", "stroke MSE", "FD", "texture FD", "s / scene"],
+                [[s["method"], s["setting"], s["faithfulness_mse"], s["realism_fd"], s.get("texture_fd", "-"),
+                  s["seconds_per_scene"]] for s in report["synthesis"]]), "",
+        *_model_quality(report.get("model_quality")),
         "## Inversion (inversion CFG 1, tol 1e-3, at most 10 iterations per step)", "",
         *_table(["solver", "steps", "model evals", "PSNR (dB)", "SSIM", "latent MSE"],
                 [[i["solver"], i["steps"], i["model_evals"], i["psnr"], i.get("ssim", float("nan")),

@@ -11,6 +11,7 @@ from lib_guided.gradop import GradOPSettings
 from lib_guided.lab.classifier import LabClassifier
 from lib_guided.lab.eval_scenes import STROKE_COLOUR_TOLERANCE, object_bindings, stack_images
 from lib_guided.lab.metrics import faithfulness_mse, frechet_distance
+from lib_guided.lab.realism import texture_fd
 from lib_guided.lab.world import SIZE, Scene
 from lib_guided.pipeline import generate
 from lib_guided.protocol import DiffusionModel
@@ -63,13 +64,19 @@ def repeat_scenes(scenes: Sequence[Scene], per_scene: int) -> list[Scene]:
 
 
 def score_synthesis(images: torch.Tensor, scenes: Sequence[Scene], classifier: LabClassifier,
-                    reference_features: torch.Tensor) -> dict[str, float]:
-    """Mean blurred-stroke MSE (faithfulness) and Fréchet distance to the real reference (realism)."""
+                    reference_features: torch.Tensor,
+                    texture_reference: torch.Tensor | None = None) -> dict[str, float]:
+    """Mean blurred-stroke MSE (faithfulness), Fréchet distance to the real reference in the classifier's
+    feature space (realism_fd) and, given the reference's texture features (lib_guided.lab.realism), in
+    texture statistics (texture_fd: realism that does not depend on the labels)."""
     strokes = stack_images(list(scenes), "strokes")
-    return {
+    scores = {
         "faithfulness_mse": float(faithfulness_mse(images, strokes).mean()),
         "realism_fd": frechet_distance(classifier.features(images), reference_features),
     }
+    if texture_reference is not None:
+        scores["texture_fd"] = texture_fd(images, texture_reference)
+    return scores
 
 
 def sdedit_at(faithfulness: float, sdedit_rows: Sequence[dict]) -> float:
