@@ -87,8 +87,10 @@ def test_hires_second_pass_with_a_long_prompt_and_a_phrase(sd1, hires_pass):
                                 palette=[{"color": "#3050c0", "phrase": "lake"}]),
     )
     assert result.image.size == (int(SIZE * 1.5), int(SIZE * 1.5))
-    assert "Guided stroke loss:" in result.info["infotexts"][0]
-    assert result.info["all_hr_prompts"][0].endswith(", lake")  # the hires pass encodes the phrase too
+    info = result.info["infotexts"][0]
+    assert "Guided stroke loss:" in info
+    assert info.splitlines()[0].endswith(", lake")  # the phrase was appended past token 75 ...
+    assert "Hires prompt:" not in info  # ... and the hires pass encoded the same prompt (else it is listed)
 
 
 def test_edit_mode_with_a_prompt_over_75_tokens(sd1):
