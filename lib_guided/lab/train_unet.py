@@ -67,15 +67,24 @@ def diffusion_loss(unet, text_encoder, scheduler, latents, ids, gen: torch.Gener
 
 
 def save_state(folder: Path, models, ema: EMA, opt, sched, gen: torch.Generator, step: int,
-               seconds: float) -> None:
-    """Everything needed to continue bit-for-bit, written to a temporary file and then swapped in."""
+               seconds: float, lineage: dict | None = None) -> None:
+    """Everything needed to continue bit-for-bit, written to a temporary file and then swapped in.
+    ``lineage`` (e.g. the steps of the run the weights were initialised from) travels with it."""
     folder.mkdir(parents=True, exist_ok=True)
-    state = {"step": step, "seconds": seconds, "models": models.state_dict(), "ema": ema.model.state_dict(),
-             "ema_updates": ema.updates, "opt": opt.state_dict(), "sched": sched.state_dict(),
-             "gen": gen.get_state()}
+    state = {"step": step, "seconds": seconds, "lineage": lineage or {}, "models": models.state_dict(),
+             "ema": ema.model.state_dict(), "ema_updates": ema.updates, "opt": opt.state_dict(),
+             "sched": sched.state_dict(), "gen": gen.get_state()}
     tmp = folder / (STATE_FILE + ".saving")
     torch.save(state, tmp)
     tmp.replace(folder / STATE_FILE)
+
+
+def state_lineage(folder: str | Path | None) -> dict | None:
+    """The lineage saved with a training state, or None when there is no state."""
+    path = Path(folder) / STATE_FILE if folder is not None else None
+    if path is None or not path.is_file():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=True).get("lineage", {})
 
 
 def load_state(folder: Path, models, ema: EMA, opt, sched, gen: torch.Generator) -> tuple[int, float]:
@@ -99,7 +108,7 @@ def train_unet(unet, text_encoder, scheduler, latent_mean, latent_std, ids, empt
                caption_dropout: float = 0.1, ema_decay: float = 0.999, log_every: int = 50,
                checkpoint=None, checkpoint_every: int = 1000, deadline: float | None = None,
                min_snr_gamma: float | None = None, state_dir: str | Path | None = None,
-               warmup: int | None = None):
+               warmup: int | None = None, lineage: dict | None = None):
     """Train in place; returns (EMA ModuleDict {"unet", "text_encoder"}, steps done, training seconds),
     both counted over every resumed sitting.
 
@@ -141,11 +150,12 @@ def train_unet(unet, text_encoder, scheduler, latent_mean, latent_std, ids, empt
                 f"lr {sched.get_last_lr()[0]:.2e} {(time.time() - started) / (step + 1 - first):.3f} s/step")
         if (step + 1) % checkpoint_every == 0 and step + 1 < steps:
             if state_dir is not None:
-                save_state(state_dir, models, ema, opt, sched, gen, step + 1, before + time.time() - started)
+                save_state(state_dir, models, ema, opt, sched, gen, step + 1, before + time.time() - started,
+                           lineage)
             if checkpoint is not None:
                 checkpoint(ema.model, step + 1)
     seconds = before + time.time() - started
     if state_dir is not None:
-        save_state(state_dir, models, ema, opt, sched, gen, done, seconds)
+        save_state(state_dir, models, ema, opt, sched, gen, done, seconds, lineage)
     models.eval()
     return ema.model, done, seconds

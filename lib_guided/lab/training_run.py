@@ -21,7 +21,7 @@ from lib_guided.lab import model_configs as mc
 from lib_guided.lab.pipeline_folder import save_component, save_pipeline, write_static_parts
 from lib_guided.lab.run_log import RunLog
 from lib_guided.lab.tokenizer import build_tokenizer
-from lib_guided.lab.train_unet import encode_latents, tokenize, train_unet
+from lib_guided.lab.train_unet import encode_latents, state_lineage, tokenize, train_unet
 from lib_guided.lab.train_vae import reconstruction_psnr, train_vae
 from lib_guided.lab.world import make_dataset, vocabulary
 
@@ -118,7 +118,12 @@ def run(args) -> dict:
 
         text_encoder = CLIPTextModel.from_pretrained(args.init_from, subfolder="text_encoder")
         unet = UNet2DConditionModel.from_pretrained(args.init_from, subfolder="unet")
-        report["init_unet_steps"], report["init_unet_seconds"] = _trained_so_far(Path(args.init_from))
+        # a resumed run keeps the lineage it started with (the init folder may have been replaced since)
+        lineage = state_lineage(args.resume)
+        if lineage is None:
+            steps, seconds = _trained_so_far(Path(args.init_from))
+            lineage = {"init_unet_steps": steps, "init_unet_seconds": seconds}
+        report.update(lineage)
         log(f"UNet and text encoder initialised from {args.init_from} "
             f"({report['init_unet_steps']} steps, {report['init_unet_seconds']:.0f} s of training)")
     else:
@@ -141,6 +146,7 @@ def run(args) -> dict:
         deadline=log.start + 60.0 * args.max_minutes - 60.0,  # a minute left for the final save
         batch=args.batch, lr=args.lr, min_snr_gamma=args.min_snr_gamma, state_dir=args.resume,
         warmup=args.warmup,
+        lineage={k: report[k] for k in ("init_unet_steps", "init_unet_seconds") if k in report},
     )
     report["unet_seconds"] = round(report["unet_seconds"], 1)
     report["unet_seconds_per_step"] = round(report["unet_seconds"] / max(report["unet_steps_done"], 1), 3)

@@ -54,7 +54,7 @@ def prepare(p, params: GuidedParams, is_img2img: bool) -> PreparedRun | None:
         resize_strokes(run.strokes, p.width, p.height)  # aspect-ratio check before sampling
         phrases = [r.phrase for r in run.regions]
         if phrases and params.region_weight > 0:
-            _check_prompts_for_binding(p)
+            _check_prompts_for_binding([*p.all_prompts, *(getattr(p, "all_hr_prompts", None) or [])], p.steps)
         if phrases:
             p.all_prompts = [prompt_with_phrases(prompt, phrases) for prompt in p.all_prompts]
             if getattr(p, "all_hr_prompts", None):  # the hires pass encodes its own prompts
@@ -66,17 +66,20 @@ def prepare(p, params: GuidedParams, is_img2img: bool) -> PreparedRun | None:
 _AND = re.compile(r"\bAND\b")
 
 
-def _check_prompts_for_binding(p) -> None:
+def _check_prompts_for_binding(prompts, steps: int) -> None:
     """Region binding finds each phrase's tokens in the one context the prompt encodes to. AND makes one
-    context per sub-prompt and prompt editing changes the context mid-run: refuse both, clearly."""
+    context per sub-prompt and prompt editing changes the context mid-run: refuse both, clearly.
+
+    Checked in process() and again on the prompt a sampler call encodes: another extension's process()
+    may rewrite the prompts after ours (Regional Prompter turns BREAK into AND)."""
     from modules import prompt_parser
 
-    for prompt in {*p.all_prompts, *(getattr(p, "all_hr_prompts", None) or [])}:
+    for prompt in set(prompts):
         if _AND.search(prompt):
             raise GuidedInputError(
                 "prompt", "binding phrases to colours does not work with AND sub-prompts; remove AND, "
                 "or leave the phrases empty (or region weight 0) to guide by colour only")
-        schedules = prompt_parser.get_learned_conditioning_prompt_schedules([prompt], int(p.steps))
+        schedules = prompt_parser.get_learned_conditioning_prompt_schedules([prompt], int(steps))
         if len(schedules[0]) > 1:
             raise GuidedInputError(
                 "prompt", "binding phrases to colours does not work with prompt editing ([from:to:when], "
@@ -135,6 +138,7 @@ def _stroke_call(run: PreparedRun, model: WebUIModel, x: torch.Tensor, steps: in
     )
     control = None
     if run.regions and params.region_weight > 0:
+        _check_prompts_for_binding([prompt], steps)
         latent_size = tuple(x.shape[-2:])
         masks = colour_masks(run.strokes, run.found, size=latent_size)
         bound = token_masks(model, prompt, run.regions, masks, params.region_weight)
@@ -189,7 +193,10 @@ def _strokes_sample(p, run: PreparedRun, name: str, original, *args, **kwargs):
         steps = max(1, int(min(p.denoising_strength, 0.999) * steps))
     hires = getattr(p, "is_hr_pass", False) and getattr(p, "hr_prompts", None)
     prompt = p.hr_prompts[0] if hires else p.prompts[0]  # the prompt this pass's conds were made from
-    gradop, control = _stroke_call(run, model, x, steps, prompt)
+    try:
+        gradop, control = _stroke_call(run, model, x, steps, prompt)
+    except GuidedInputError as error:  # found only now (the prompt as encoded): still before any patch
+        raise ValueError(f"Guided Synthesis: {error}") from error
     gradop.stop = lambda: bool(shared.state.interrupted or shared.state.skipped)
     gradop.progress = _show_progress
     timestep = isinstance(p.sampler, sd_samplers_timesteps.CompVisSampler)
