@@ -2,7 +2,9 @@
 
 Also the launch helper the end-to-end tests can share: :func:`webui_command` holds the flags the
 WebUI needs to run offline on a CPU, :class:`WebUI` starts it in its own process group, waits for
-"Model loaded" in its log (the API answers a few seconds earlier) and stops the whole group.
+"Model loaded" and "Startup time:" (printed once the API is mounted) in its log: the API usually answers a
+few seconds before the model is loaded, but a tiny model can load before the server is up. It stops the
+whole group.
 
     WEBUI_ROOT=/work/webui $WEBUI_ROOT/venv/bin/python tests/e2e/smoke_webui.py [--ckpt tiny-sdxl] \
         [--screenshot /tmp/webui.png]
@@ -91,7 +93,7 @@ class WebUI:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 300) -> float:
-        """Start and wait for "Model loaded"; returns the seconds it took."""
+        """Start and wait for "Model loaded" and the API; returns the seconds it took."""
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
         t0 = time.monotonic()
         with open(self.log_path, "wb") as log:
@@ -100,13 +102,16 @@ class WebUI:
             )
         while time.monotonic() - t0 < timeout:
             text = self.log()
-            if "Model loaded" in text:
+            # "Startup time:" is printed once the API is mounted. Do not poll the server to find out: a
+            # request between gradio's launch and the API's setup makes the WebUI exit ("Cannot add
+            # middleware after an application has started")
+            if "Model loaded" in text and "Startup time:" in text:
                 return time.monotonic() - t0
             if self.proc.poll() is not None:
                 raise RuntimeError(f"WebUI exited with {self.proc.returncode}:\n{text[-4000:]}")
             time.sleep(0.5)
         self.stop()
-        raise TimeoutError(f"no 'Model loaded' within {timeout} s:\n{self.log()[-4000:]}")
+        raise TimeoutError(f"no 'Model loaded' and 'Startup time:' within {timeout} s:\n{self.log()[-4000:]}")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
