@@ -99,6 +99,21 @@ def test_edit_mode_with_a_prompt_over_75_tokens(sd1):
     assert "Guided inversion evals:" in result.info["infotexts"][0]
 
 
+@pytest.mark.parametrize("checkpoint", ["sd2v", "sdxl"])
+def test_long_prompt_with_hires_and_edit_on_sd2_v_and_sdxl(request, checkpoint):
+    server = request.getfixturevalue(checkpoint)
+    lake = [{"color": "#3050c0", "phrase": "lake"}]
+    result = txt2img(
+        server, prompt=LONG_PROMPT, enable_hr=True, hr_scale=1.5, hr_upscaler="Latent",
+        denoising_strength=0.5, alwayson_scripts=guided(strokes=STROKES, hires_pass="both", palette=lake),
+    )
+    info = result.info["infotexts"][0]
+    assert "Guided stroke loss:" in info and info.splitlines()[0].endswith(", lake")
+    edited = edit_img2img(server, prompt=LONG_PROMPT.replace("red", "blue"),
+                          alwayson_scripts=guided(mode="edit", source_prompt=LONG_PROMPT))
+    assert "Guided inversion evals:" in edited.info["infotexts"][0]
+
+
 def test_sdxl_edit_with_the_automatic_mask(sdxl):
     result = edit_img2img(sdxl, alwayson_scripts=guided(mode="edit", source_prompt="a red barn",
                                                         blend_mask="auto"))
