@@ -1,5 +1,5 @@
 import sys
 
-from .cli import main
+from lib_guided.cli import main
 
 sys.exit(main())

@@ -11,14 +11,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .decoders import DECODERS
-from .errors import GuidedInputError
-from .gradop import TARGETS, GradOPSettings
-from .inversion import SOLVERS, InversionSettings
-from .metrics import psnr
-from .params import parse_palette_item
-from .pipeline import METHODS, edit_image, generate
-from .stroke_io import load_strokes
+from lib_guided.errors import GuidedInputError
+from lib_guided.gradop.decoders.factory import DECODERS
+from lib_guided.gradop.optimise import TARGETS, GradOPSettings
+from lib_guided.images import psnr
+from lib_guided.inversion.invert import SOLVERS, InversionSettings
+from lib_guided.params import parse_palette_item
+from lib_guided.pipeline import METHODS, edit_image, generate
+from lib_guided.strokes.io import load_strokes
 
 
 def image_to_tensor(path: str | Path) -> torch.Tensor:
@@ -39,7 +39,7 @@ def load_model(folder: str | None):
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
-    from .diffusers_adapter import DiffusersModel
+    from lib_guided.adapters.diffusers_model import DiffusersModel
 
     # their load-time notices (e.g. "accelerate not found") would bury our own messages
     diffusers_logging.set_verbosity_error()
@@ -48,7 +48,7 @@ def load_model(folder: str | None):
     transformers_logging.disable_progress_bar()
 
     if folder is None:
-        from .lab.shipped import shipped_model_folder
+        from lib_guided.lab.shipped import shipped_model_folder
 
         folder = shipped_model_folder()
     return DiffusersModel.from_pretrained(folder)

@@ -11,10 +11,10 @@ import numbers
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .decoders import DECODERS
-from .errors import GuidedInputError, shown
-from .gradop import TARGETS, GradOPSettings
-from .inversion import SOLVERS, InversionSettings
+from lib_guided.errors import GuidedInputError, shown
+from lib_guided.gradop.decoders.factory import DECODERS
+from lib_guided.gradop.optimise import TARGETS, GradOPSettings
+from lib_guided.inversion.invert import SOLVERS, InversionSettings
 
 MODES = ("off", "strokes", "edit")
 PAINTINGS = ("blur", "median-quantize")

@@ -9,21 +9,21 @@ from typing import Any
 
 import torch
 
-from .attention import RegionControl, controlled_attention
-from .decoders import make_gradient_decoder
-from .edit_mask import attention_edit_mask
-from .errors import GuidedInputError
-from .gradop import GradOPPlus, GradOPSettings, gradop_relaxed
-from .inversion import InversionSettings, edit, invert
-from .painting import make_painting
-from .palette import colour_masks, extract_palette
-from .protocol import DiffusionModel
-from .region_binding import RegionControlHook, prompt_with_phrases, token_masks
-from .sampler import gaussian_like, noised_start, sample
-from .schedules import ddim_sigmas, start_index_for_strength
-from .stroke_io import load_strokes, painting_pixel_cap
-from .stroke_resize import resize_strokes
-from .user_palette import resolve_palette
+from lib_guided.diffusion.sampler import gaussian_like, noised_start, sample
+from lib_guided.diffusion.schedules import ddim_sigmas, start_index_for_strength
+from lib_guided.errors import GuidedInputError
+from lib_guided.gradop.decoders.factory import make_gradient_decoder
+from lib_guided.gradop.optimise import GradOPPlus, GradOPSettings, gradop_relaxed
+from lib_guided.inversion.edit_mask import attention_edit_mask
+from lib_guided.inversion.invert import InversionSettings, edit, invert
+from lib_guided.protocol import DiffusionModel
+from lib_guided.regions.attention import RegionControl, controlled_attention
+from lib_guided.regions.binding import RegionControlHook, prompt_with_phrases, token_masks
+from lib_guided.strokes.io import load_strokes, painting_pixel_cap
+from lib_guided.strokes.painting import make_painting
+from lib_guided.strokes.palette import colour_masks, extract_palette
+from lib_guided.strokes.resize import resize_strokes
+from lib_guided.strokes.user_palette import resolve_palette
 
 METHODS = ("gradop+", "gradop", "sdedit", "text")
 
@@ -82,7 +82,8 @@ def generate(
     sdedit (img2img on the strokes, the baseline) or text (strokes ignored except for regions).
 
     ``gradient_decoder`` names the decoder the gradient goes through (full, full-checkpointed, linear,
-    tiny; see :mod:`lib_guided.decoders`); ``decoder`` overrides it with any differentiable callable.
+    tiny; see :mod:`lib_guided.gradop.decoders.factory`); ``decoder`` overrides it with any
+    differentiable callable.
     """
     if method not in METHODS:
         raise GuidedInputError("method", f"must be one of {', '.join(METHODS)}, got {method!r}")

@@ -1,13 +1,13 @@
 """WebUI entry point of the Guided Synthesis extension (GradOP strokes in txt2img/img2img, AIDI editing).
 
-Thin on purpose: everything lives in lib_guided (core) and lib_guided.webui (the adapter).
+Thin on purpose: everything lives in lib_guided (core) and lib_guided.adapters.webui (the adapter).
 """
 
 import modules.scripts as scripts
 from modules import script_callbacks
 
-from lib_guided.webui import script_logic, ui, xyz_axes
-from lib_guided.webui.args import parse_script_args
+from lib_guided.adapters.webui import script_logic, ui, xyz_axes
+from lib_guided.adapters.webui.args import parse_script_args
 
 
 def add_xyz_axes():

@@ -10,10 +10,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import lib_guided.inversion as inv  # noqa: E402
+import lib_guided.inversion.invert as inv  # noqa: E402
 from lib_guided.cli import load_model  # noqa: E402
+from lib_guided.images import psnr  # noqa: E402
 from lib_guided.lab.eval_scenes import eval_scenes, stack_images  # noqa: E402
-from lib_guided.metrics import psnr  # noqa: E402
 
 torch.set_num_threads(1)
 m = load_model(None)

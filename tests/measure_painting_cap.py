@@ -13,8 +13,8 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lib_guided.errors import GuidedInputError
-from lib_guided.palette import extract_palette
-from lib_guided.stroke_io import load_strokes, painting_pixel_cap
+from lib_guided.strokes.io import load_strokes, painting_pixel_cap
+from lib_guided.strokes.palette import extract_palette
 
 mode, side = sys.argv[1], int(sys.argv[2])
 img = Image.new("RGB", (side, side), (90, 160, 60))

@@ -9,7 +9,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-from lib_guided.palette import PaletteColor
+from lib_guided.strokes.palette import PaletteColor
 
 BACKGROUND = (235, 230, 210)
 RED = (208, 48, 48)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lib_guided.anderson import (
+from lib_guided.inversion.anderson import (
     AndersonMixer,
     SolveResult,
     anderson_solve,

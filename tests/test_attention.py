@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from lib_guided.attention import (
+from lib_guided.regions.attention import (
     AttentionRecorder,
     RegionControl,
     controlled_attention,

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import torch
 
-from lib_guided.bench_cases import case_specs
-from lib_guided.bench_memory import PeakMemory
-from lib_guided.bench_models import BenchModel, build_bench_model
-from lib_guided.bench_report import REQUIRED_KEYS, add_ratios, format_markdown
-from lib_guided.guidance import guided_eps
+from lib_guided.bench.cases import case_specs
+from lib_guided.bench.memory import PeakMemory
+from lib_guided.bench.models import BenchModel, build_bench_model
+from lib_guided.bench.report import REQUIRED_KEYS, add_ratios, format_markdown
+from lib_guided.diffusion.guidance import guided_eps
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lib_guided.colors import parse_color, to_hex
 from lib_guided.errors import GuidedInputError
+from lib_guided.strokes.colors import parse_color, to_hex
 
 
 @pytest.mark.parametrize(

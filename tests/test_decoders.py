@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lib_guided.decoders import (
+from lib_guided.errors import GuidedInputError
+from lib_guided.gradop.decoders.factory import (
     AnchoredLinearDecoder,
     AutocastDecoder,
     LinearDecoderCache,
@@ -15,9 +16,8 @@ from lib_guided.decoders import (
     make_gradient_decoder,
     typical_fit_latents,
 )
-from lib_guided.errors import GuidedInputError
-from lib_guided.gradop import optimise_latent
-from lib_guided.painting import BlurPainting, stroke_loss
+from lib_guided.gradop.optimise import optimise_latent
+from lib_guided.strokes.painting import BlurPainting, stroke_loss
 
 SIZE = 64  # tiny model: 64x64 images, 8x8 latents
 

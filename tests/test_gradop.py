@@ -3,11 +3,11 @@
 import pytest
 import torch
 
+from lib_guided.diffusion.sampler import sample
+from lib_guided.diffusion.schedules import ddim_sigmas
 from lib_guided.errors import GuidedInputError
-from lib_guided.gradop import GradOPPlus, GradOPSettings, gradop_relaxed, optimise_latent
-from lib_guided.painting import BlurPainting, stroke_loss
-from lib_guided.sampler import sample
-from lib_guided.schedules import ddim_sigmas
+from lib_guided.gradop.optimise import GradOPPlus, GradOPSettings, gradop_relaxed, optimise_latent
+from lib_guided.strokes.painting import BlurPainting, stroke_loss
 
 SIZE = 64  # image pixels; latents are 8x8 with the tiny VAE
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from lib_guided.gradop import optimise_latent
-from lib_guided.inversion import InversionSettings, invert, reconstruct
-from lib_guided.metrics import psnr
-from lib_guided.painting import BlurPainting, stroke_loss
+from lib_guided.gradop.optimise import optimise_latent
+from lib_guided.images import psnr
+from lib_guided.inversion.invert import InversionSettings, invert, reconstruct
+from lib_guided.strokes.painting import BlurPainting, stroke_loss
 
 HALF = (torch.float16, torch.bfloat16)
 

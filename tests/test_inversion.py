@@ -7,9 +7,11 @@ import math
 import pytest
 import torch
 
+from lib_guided.diffusion.guidance import combine_cfg, guided_eps
+from lib_guided.diffusion.schedules import ddim_sigmas
 from lib_guided.errors import GuidedInputError
-from lib_guided.guidance import combine_cfg, guided_eps
-from lib_guided.inversion import (
+from lib_guided.images import psnr
+from lib_guided.inversion.invert import (
     InversionSettings,
     edit,
     inversion_depth_sigmas,
@@ -19,8 +21,6 @@ from lib_guided.inversion import (
     stochastic_edits,
     trajectory_eps,
 )
-from lib_guided.metrics import psnr
-from lib_guided.schedules import ddim_sigmas
 
 
 @pytest.fixture(scope="module")

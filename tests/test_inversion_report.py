@@ -1,6 +1,6 @@
 import torch
 
-from lib_guided.inversion_report import format_table, measure_inversion
+from lib_guided.bench.inversion_report import format_table, measure_inversion
 
 
 def test_report_rows_count_evaluations_and_rank_solvers(tiny_model):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from lib_guided.images import psnr
 from lib_guided.lab.binding_eval import binding_accuracy
 from lib_guided.lab.classifier import WEIGHTS, load_classifier
 from lib_guided.lab.crops import crop, painted_box, region_box
@@ -19,7 +20,6 @@ from lib_guided.lab.editing_eval import edit_scores, images_of, recoloured, task
 from lib_guided.lab.eval_scenes import eval_scenes, object_bindings, reference_images, stack_images
 from lib_guided.lab.metrics import faithfulness_mse, frechet_distance, masked_psnr, ssim
 from lib_guided.lab.synthesis_eval import sdedit_at
-from lib_guided.metrics import psnr
 
 needs_classifier = pytest.mark.skipif(
     not WEIGHTS.is_file(),

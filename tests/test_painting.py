@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from lib_guided.errors import GuidedInputError
-from lib_guided.painting import (
+from lib_guided.strokes.painting import (
     BlurPainting,
     MedianQuantizePainting,
     PaintingFunction,

@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from lib_guided.colors import to_hex
-from lib_guided.palette import colour_masks, extract_palette, snap_to_palette
-from lib_guided.stroke_io import load_strokes
+from lib_guided.strokes.colors import to_hex
+from lib_guided.strokes.io import load_strokes
+from lib_guided.strokes.palette import colour_masks, extract_palette, snap_to_palette
 from tests.paintings import (
     BACKGROUND,
     SHAPE_COLOURS,

@@ -5,13 +5,13 @@ import pytest
 import torch
 from PIL import Image
 
-from lib_guided.edit_mask import attention_edit_mask, changed_words
+from lib_guided.diffusion.schedules import ddim_sigmas
 from lib_guided.errors import GuidedInputError
-from lib_guided.gradop import GradOPSettings
-from lib_guided.inversion import InversionSettings, invert
-from lib_guided.painting import BlurPainting, stroke_loss
+from lib_guided.gradop.optimise import GradOPSettings
+from lib_guided.inversion.edit_mask import attention_edit_mask, changed_words
+from lib_guided.inversion.invert import InversionSettings, invert
 from lib_guided.pipeline import edit_image, generate
-from lib_guided.schedules import ddim_sigmas
+from lib_guided.strokes.painting import BlurPainting, stroke_loss
 
 RED, BLUE = (208, 48, 48), (48, 80, 192)
 

@@ -4,7 +4,7 @@ import torch
 
 
 def test_phrases_are_found_as_whole_words_before_being_appended():
-    from lib_guided.region_binding import contains_phrase, prompt_with_phrases
+    from lib_guided.regions.binding import contains_phrase, prompt_with_phrases
 
     assert contains_phrase("a cat, sleeping", "cat") and contains_phrase("A  Red   Barn", "red barn")
     assert not contains_phrase("a category of things", "cat")

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lib_guided import schedules as S
+from lib_guided.diffusion import schedules as S
 
 
 @pytest.fixture

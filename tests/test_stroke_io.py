@@ -11,7 +11,7 @@ import torch
 from PIL import Image, ImageFile
 
 from lib_guided.errors import GuidedInputError
-from lib_guided.stroke_io import NOT_IMAGE_DATA, load_strokes, painting_pixel_cap
+from lib_guided.strokes.io import NOT_IMAGE_DATA, load_strokes, painting_pixel_cap
 from tests.paintings import BACKGROUND, draw_shapes, png_base64
 
 

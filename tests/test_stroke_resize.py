@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from lib_guided.errors import GuidedInputError
-from lib_guided.stroke_io import StrokeImage, load_strokes
-from lib_guided.stroke_resize import resize_strokes
+from lib_guided.strokes.io import StrokeImage, load_strokes
+from lib_guided.strokes.resize import resize_strokes
 from tests.paintings import BACKGROUND, RED, draw_shapes
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from lib_guided.errors import GuidedInputError
-from lib_guided.palette import extract_palette
-from lib_guided.stroke_io import load_strokes
-from lib_guided.user_palette import UserPalette, resolve_palette
+from lib_guided.strokes.io import load_strokes
+from lib_guided.strokes.palette import extract_palette
+from lib_guided.strokes.user_palette import UserPalette, resolve_palette
 from tests.paintings import BACKGROUND, BLUE, RED, closest, draw_shapes
 
 

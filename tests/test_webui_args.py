@@ -2,10 +2,10 @@
 
 import pytest
 
+from lib_guided.adapters.webui.args import parse_script_args
 from lib_guided.errors import GuidedInputError
 from lib_guided.params import FIELDS
-from lib_guided.user_palette import UserPalette
-from lib_guided.webui.args import parse_script_args
+from lib_guided.strokes.user_palette import UserPalette
 
 
 def ui_args(**changes):

@@ -8,12 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from lib_guided.attention import RegionControl
-from lib_guided.gradop import GradOPSettings
-from lib_guided.guidance import guided_eps
-from lib_guided.painting import BlurPainting
-from lib_guided.schedules import ddim_sigmas
-from lib_guided.webui.guided_call import GradOPCall, denoiser_step, guided_sampler_call
+from lib_guided.adapters.webui.guided_call import GradOPCall, denoiser_step, guided_sampler_call
+from lib_guided.diffusion.guidance import guided_eps
+from lib_guided.diffusion.schedules import ddim_sigmas
+from lib_guided.gradop.optimise import GradOPSettings
+from lib_guided.regions.attention import RegionControl
+from lib_guided.strokes.painting import BlurPainting
 
 
 class StandInCFGDenoiser(nn.Module):

@@ -10,9 +10,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from lib_guided.adapters.webui import xyz_axes
+from lib_guided.adapters.webui.args import parse_script_args
 from lib_guided.errors import GuidedInputError
-from lib_guided.webui import xyz_axes
-from lib_guided.webui.args import parse_script_args
 
 
 class AxisOption:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from lib_guided.diffusers_adapter import DiffusersModel
+from lib_guided.adapters.diffusers_model import DiffusersModel
 from lib_guided.lab.tokenizer import build_tokenizer
 
 WORDS = (

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lib_guided.inversion import InversionSettings
+from lib_guided.inversion.invert import InversionSettings
 from lib_guided.lab.classifier import LabClassifier
 from lib_guided.lab.classifier_data import images_to_tensor
 from lib_guided.lab.eval_scenes import EditTask, edit_task, image_tensor

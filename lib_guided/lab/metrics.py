@@ -11,7 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from lib_guided.painting import BlurPainting, gaussian_kernel1d
+from lib_guided.strokes.painting import BlurPainting, gaussian_kernel1d
 
 
 def faithfulness_mse(images: torch.Tensor, strokes: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from lib_guided.lab.classifier_data import images_to_tensor
 from lib_guided.lab.metrics import frechet_distance
 from lib_guided.lab.world import make_dataset
-from lib_guided.painting import gaussian_blur
+from lib_guided.strokes.painting import gaussian_blur
 
 SCALES = (1, 2, 4)
 # Horizon row 18-31, hills of at most 3 pixels: rows 0-13 are never ground (objects may reach into them),

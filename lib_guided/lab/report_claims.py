@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lib_guided.decoders import DECODERS
+from lib_guided.gradop.decoders.factory import DECODERS
 from lib_guided.lab.report_plan import GRADOP_PLUS_DEFAULT, gradop_plus
 from lib_guided.lab.synthesis_eval import sdedit_at
 

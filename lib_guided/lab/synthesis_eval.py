@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lib_guided.gradop import GradOPSettings
+from lib_guided.gradop.optimise import GradOPSettings
 from lib_guided.lab.classifier import LabClassifier
 from lib_guided.lab.eval_scenes import STROKE_COLOUR_TOLERANCE, object_bindings, stack_images
 from lib_guided.lab.metrics import faithfulness_mse, frechet_distance
@@ -28,7 +28,7 @@ class SynthesisSetting:
     injection_steps: int = 3
     lr: float = 0.1
     relaxed_steps: int = 50  # GradOP's Adam steps on the text-only sample
-    decoder: str = "full"  # what GradOP+'s gradient goes through (lib_guided.decoders)
+    decoder: str = "full"  # what GradOP+'s gradient goes through (lib_guided.gradop.decoders.factory)
 
     def gradop(self) -> GradOPSettings:
         return GradOPSettings(strength=self.strength, injection_steps=self.injection_steps,

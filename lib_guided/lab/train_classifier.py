@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from lib_guided.lab.classifier import WEIGHTS, LabClassifier, ObjectNet, SceneNet
 from lib_guided.lab.classifier_data import ClassifierData, build_data
 from lib_guided.lab.crops import crop
-from lib_guided.painting import gaussian_blur
+from lib_guided.strokes.painting import gaussian_blur
 
 TRAIN_DATASET_SEED = 100
 VALIDATION_DATASET_SEED = 101

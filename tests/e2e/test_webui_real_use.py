@@ -14,7 +14,7 @@ from payloads import SIZE, as_array, guided, painting
 from PIL import Image
 from test_webui_api import BARN, STROKES, edit_img2img, txt2img
 
-from lib_guided.stroke_io import NOT_IMAGE_DATA
+from lib_guided.strokes.io import NOT_IMAGE_DATA
 
 # 80+ tokens: the phrase lands in the second 75-token chunk
 LONG_PROMPT = ", ".join(["a red barn in a green field under a clear blue summer sky"] * 7)

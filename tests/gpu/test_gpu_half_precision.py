@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from lib_guided.decoders import make_gradient_decoder
-from lib_guided.gradop import optimise_latent
-from lib_guided.painting import BlurPainting, stroke_loss
+from lib_guided.gradop.decoders.factory import make_gradient_decoder
+from lib_guided.gradop.optimise import optimise_latent
+from lib_guided.strokes.painting import BlurPainting, stroke_loss
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (tests/gpu/run.sh)")
 
@@ -33,7 +33,7 @@ def _target(size: int, device) -> torch.Tensor:
 
 @pytest.fixture(scope="module", params=["sd15", "sdxl"])
 def models(request):
-    from lib_guided.bench_models import build_bench_model
+    from lib_guided.bench.models import build_bench_model
 
     half = build_bench_model(request.param, "cuda", torch.float16)
     full = build_bench_model(request.param, "cuda", torch.float32)

@@ -1,0 +1,266 @@
+"""What the "Guided Synthesis" script does at each WebUI hook; scripts/guided_synthesis.py delegates here."""
+
+from __future__ import annotations
+
+import functools
+import re
+import traceback
+from dataclasses import dataclass, field
+
+import torch
+
+from lib_guided.adapters.webui.aidi_call import Interrupted, StoppableModel, aidi_edit
+from lib_guided.adapters.webui.guided_call import GradOPCall, denoiser_step, guided_sampler_call
+from lib_guided.adapters.webui.host_choices import check_host_choices
+from lib_guided.adapters.webui.model import WebUIModel
+from lib_guided.errors import GuidedInputError
+from lib_guided.gradop.decoders.factory import make_gradient_decoder
+from lib_guided.gradop.decoders.linear_cache import LinearDecoderCache
+from lib_guided.images import psnr
+from lib_guided.params import GuidedParams
+from lib_guided.regions.attention import RegionControl
+from lib_guided.regions.binding import prompt_with_phrases, token_masks
+from lib_guided.strokes.io import StrokeImage, load_strokes, painting_pixel_cap
+from lib_guided.strokes.painting import BlurPainting, make_painting
+from lib_guided.strokes.palette import colour_masks, extract_palette
+from lib_guided.strokes.resize import resize_strokes
+from lib_guided.strokes.user_palette import BoundRegion, resolve_palette
+
+
+@dataclass
+class PreparedRun:
+    params: GuidedParams
+    strokes: StrokeImage | None = None
+    found: list = field(default_factory=list)
+    regions: list[BoundRegion] = field(default_factory=list)
+    reconstructions: list = field(default_factory=list)
+    psnrs: list[float] = field(default_factory=list)
+
+
+def prepare(p, params: GuidedParams, is_img2img: bool) -> PreparedRun | None:
+    """Validate everything before any sampling; the WebUI's state is untouched until a sampler call."""
+    if not params.enabled or params.mode == "off":
+        return None
+    if params.mode == "edit" and not is_img2img:
+        raise GuidedInputError("mode", "'edit' (AIDI) works in img2img; txt2img supports 'strokes'")
+    check_host_choices(params)
+    run = PreparedRun(params)
+    if params.mode == "strokes":
+        if params.strokes is None:
+            raise GuidedInputError("strokes", "stroke guidance is enabled but no painting was given")
+        run.strokes = load_strokes(params.strokes, max_pixels=painting_pixel_cap(*_largest_output(p)))
+        run.found = extract_palette(run.strokes, tolerance=params.colour_tolerance)
+        run.regions = resolve_palette(params.palette, run.found, params.colour_tolerance)
+        resize_strokes(run.strokes, p.width, p.height)  # aspect-ratio check before sampling
+        phrases = [r.phrase for r in run.regions]
+        if phrases and params.region_weight > 0:
+            _check_prompts_for_binding([*p.all_prompts, *(getattr(p, "all_hr_prompts", None) or [])], p.steps)
+        if phrases:
+            p.all_prompts = [prompt_with_phrases(prompt, phrases) for prompt in p.all_prompts]
+            if getattr(p, "all_hr_prompts", None):  # the hires pass encodes its own prompts
+                p.all_hr_prompts = [prompt_with_phrases(prompt, phrases) for prompt in p.all_hr_prompts]
+    p.extra_generation_params.update(params.infotext())
+    return run
+
+
+_AND = re.compile(r"\bAND\b")
+
+
+def _check_prompts_for_binding(prompts, steps: int) -> None:
+    """Region binding finds each phrase's tokens in the one context the prompt encodes to. AND makes one
+    context per sub-prompt and prompt editing changes the context mid-run: refuse both, clearly.
+
+    Checked in process() and again on the prompt a sampler call encodes: another extension's process()
+    may rewrite the prompts after ours (Regional Prompter turns BREAK into AND)."""
+    from modules import prompt_parser
+
+    for prompt in set(prompts):
+        if _AND.search(prompt):
+            raise GuidedInputError(
+                "prompt", "binding phrases to colours does not work with AND sub-prompts; remove AND, "
+                "or leave the phrases empty (or region weight 0) to guide by colour only")
+        schedules = prompt_parser.get_learned_conditioning_prompt_schedules([prompt], int(steps))
+        if len(schedules[0]) > 1:
+            raise GuidedInputError(
+                "prompt", "binding phrases to colours does not work with prompt editing ([from:to:when], "
+                "[a|b]); use a plain prompt, or leave the phrases empty to guide by colour only")
+
+
+def _largest_output(p) -> tuple[int, int]:
+    """The biggest image this job makes: the first pass, or the hires pass's target when it has one."""
+    width, height = int(p.width), int(p.height)
+    if getattr(p, "enable_hr", False):
+        width = max(width, int(getattr(p, "hr_upscale_to_x", 0) or 0), int(width * float(p.hr_scale or 1)))
+        height = max(height, int(getattr(p, "hr_upscale_to_y", 0) or 0), int(height * float(p.hr_scale or 1)))
+    return width, height
+
+
+def fail_job(p, error: Exception) -> None:
+    """Make this job end with ``error`` when it starts sampling, before anything is patched.
+
+    The API then answers with the message (HTTP 500, ``errors`` field) and the UI shows it. Any
+    exception, not only bad input: the WebUI would otherwise log it and generate without us.
+    """
+    if isinstance(error, GuidedInputError):
+        message = f"Guided Synthesis: {error}"
+    else:
+        traceback.print_exception(error)  # a bug of ours: the console gets the whole story
+        message = f"Guided Synthesis: could not prepare this job ({type(error).__name__}: {error})"
+
+    def refuse(*args, **kwargs):
+        raise ValueError(message) from error
+
+    p.sample = refuse
+
+
+def _painting(run: PreparedRun):
+    params = run.params
+    if params.painting == "blur":
+        return BlurPainting(size_at_512=params.blur_size)
+    return make_painting(params.painting, palette=[c.rgb for c in run.found])
+
+
+_LINEAR_DECODERS = LinearDecoderCache()  # fitted once per checkpoint for the session
+
+
+def _decoder(model: WebUIModel, params: GuidedParams):
+    info = getattr(model.sd_model, "sd_checkpoint_info", None)
+    key = getattr(info, "sha256", None) or getattr(info, "filename", None)
+    return make_gradient_decoder(params.decoder, model, _LINEAR_DECODERS, cache_key=key)
+
+
+def _stroke_call(run: PreparedRun, model: WebUIModel, x: torch.Tensor, steps: int, prompt: str):
+    params = run.params
+    height, width = x.shape[-2] * model.vae_scale_factor, x.shape[-1] * model.vae_scale_factor
+    target, painted = resize_strokes(run.strokes, width, height)
+    gradop = GradOPCall(
+        params.gradop_settings(), target, painted, _painting(run), _decoder(model, params), steps
+    )
+    control = None
+    if run.regions and params.region_weight > 0:
+        _check_prompts_for_binding([prompt], steps)
+        latent_size = tuple(x.shape[-2:])
+        masks = colour_masks(run.strokes, run.found, size=latent_size)
+        bound = token_masks(model, prompt, run.regions, masks, params.region_weight)
+        control = RegionControl(bound, latent_size) if bound else None
+    return gradop, control
+
+
+def install_for_this_sampling(p, run: PreparedRun | None, is_img2img: bool) -> None:
+    """Wrap this sampler's next call; the patches inside live exactly as long as that call."""
+    if run is None:
+        return
+    if run.params.mode == "edit":
+        _wrap_next_call(p.sampler, {"sample_img2img": functools.partial(_aidi_sample, p, run)})
+        return
+    hires = getattr(p, "is_hr_pass", False)
+    wanted = is_img2img or {"first": not hires, "second": hires, "both": True}[run.params.hires_pass]
+    if wanted:
+        _wrap_next_call(
+            p.sampler,
+            {name: functools.partial(_strokes_sample, p, run, name) for name in ("sample", "sample_img2img")},
+        )
+
+
+def _wrap_next_call(sampler, replacements: dict) -> None:
+    """Instance-level one-shot wrappers: the first call restores the sampler, then runs ours."""
+    saved = {name: sampler.__dict__.get(name) for name in replacements}
+
+    def restore() -> None:
+        for name, value in saved.items():
+            if value is None:
+                sampler.__dict__.pop(name, None)
+            else:
+                sampler.__dict__[name] = value
+
+    for name, replacement in replacements.items():
+        original = getattr(sampler, name)
+
+        def call(*args, _replacement=replacement, _original=original, **kwargs):
+            restore()
+            return _replacement(_original, *args, **kwargs)
+
+        setattr(sampler, name, call)
+
+
+def _strokes_sample(p, run: PreparedRun, name: str, original, *args, **kwargs):
+    from modules import sd_samplers_timesteps, shared
+
+    model = WebUIModel(p.sd_model)
+    x = args[1] if len(args) > 1 else kwargs["x"]
+    steps = kwargs.get("steps") or p.steps
+    if name == "sample_img2img":  # the WebUI runs only the denoising-strength part of the schedule
+        steps = max(1, int(min(p.denoising_strength, 0.999) * steps))
+    hires = getattr(p, "is_hr_pass", False) and getattr(p, "hr_prompts", None)
+    prompt = p.hr_prompts[0] if hires else p.prompts[0]  # the prompt this pass's conds were made from
+    try:
+        gradop, control = _stroke_call(run, model, x, steps, prompt)
+    except GuidedInputError as error:  # found only now (the prompt as encoded): still before any patch
+        raise ValueError(f"Guided Synthesis: {error}") from error
+    gradop.stop = lambda: bool(shared.state.interrupted or shared.state.skipped)
+    gradop.progress = _show_progress
+    timestep = isinstance(p.sampler, sd_samplers_timesteps.CompVisSampler)
+    denoiser = p.sampler.model_wrap_cfg
+    with guided_sampler_call(p.sampler, model, gradop, control, timestep, lambda: denoiser_step(denoiser)):
+        out = original(*args, **kwargs)
+    if gradop.history:
+        losses = "; ".join(f"{s}:{a:.4f}->{b:.4f}" for s, a, b in gradop.history)
+        p.extra_generation_params["Guided stroke loss"] = losses
+    return out
+
+
+def _show_progress(phase: int, phases: int, adam_step: int, adam_steps: int, latent: torch.Tensor) -> None:
+    """The WebUI's progress text and live preview during a gradient phase."""
+    from modules import shared
+
+    shared.state.textinfo = (
+        f"Guided strokes: phase {phase} of {phases}, Adam step {adam_step} of {adam_steps}"
+    )
+    shared.state.current_latent = latent  # the preview shows the latent being optimised
+
+
+def _aidi_sample(p, run: PreparedRun, original, *args, **kwargs):
+    from modules import shared
+
+    x = args[1] if len(args) > 1 else kwargs["x"]
+    model = WebUIModel(p.sd_model)
+    steps = kwargs.get("steps") or p.steps
+    stoppable = StoppableModel(model, lambda: shared.state.interrupted or shared.state.skipped)
+    try:
+        outcome = aidi_edit(
+            stoppable,
+            run.params,
+            x,
+            p.prompts,
+            p.negative_prompts,
+            steps,
+            p.denoising_strength,
+            p.seeds[0],
+            getattr(p, "nmask", None),
+        )
+    except Interrupted:
+        return x  # like the WebUI's samplers: an interrupted run returns what it has (here: the input)
+    p.extra_generation_params["Guided inversion evals"] = outcome.inversion_evals
+    p.extra_generation_params["Guided evals per step"] = round(outcome.inversion_evals / max(steps, 1), 2)
+    if outcome.reconstruction is not None:
+        with torch.no_grad():
+            recon = model.decode(outcome.reconstruction.to(x)).clamp(0, 1).float()
+            original_image = model.decode(x).clamp(0, 1).float()
+        run.reconstructions.append(recon.cpu())
+        run.psnrs.append(psnr(recon, original_image))
+        p.extra_generation_params["Guided reconstruction PSNR"] = round(run.psnrs[-1], 2)
+    return outcome.latents
+
+
+def append_reconstructions(processed, run: PreparedRun | None) -> None:
+    """Show the plain reconstruction beside the edit so the user sees how faithful the inversion was."""
+    if run is None or not run.reconstructions:
+        return
+    import numpy as np
+    from PIL import Image
+
+    for recon, score in zip(run.reconstructions, run.psnrs, strict=True):
+        for image in recon:
+            array = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+            processed.images.append(Image.fromarray(array))
+            processed.infotexts.append(f"AIDI reconstruction, PSNR vs the VAE round trip: {score:.2f} dB")

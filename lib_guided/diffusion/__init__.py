@@ -1,0 +1,3 @@
+"""Diffusion maths shared by every feature: sigma schedules, CFG, and the k-diffusion-style sampler with
+hook points.
+"""

@@ -1,0 +1,3 @@
+"""Differentiable latent -> image decoders for the stroke gradient: full VAE, checkpointed, linear,
+anchored, tiny.
+"""

@@ -1,0 +1,3 @@
+"""AIDI: fixed-point DDIM inversion (Anderson acceleration), editing from the inverted noise, and edit
+masks.
+"""
