@@ -1,6 +1,6 @@
 """Time and peak memory of a large painting: refused from its header (capped) vs decoded and palettised.
 
-    python tests/measure_painting_cap.py capped|uncapped SIDE      (one process per measurement)
+    python tests/measure/painting_cap.py capped|uncapped SIDE      (one process per measurement)
 """
 
 import io
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from lib_guided.errors import GuidedInputError
 from lib_guided.strokes.io import load_strokes, painting_pixel_cap
 from lib_guided.strokes.palette import extract_palette

@@ -1,7 +1,7 @@
 """Reconstruction PSNR and evaluations per step of DDIM and AIDI-A inversion on 8 lab scenes (10 steps),
 with the old first guess (x_{t-1} as it is) and the current one (z_{t-1} at level t, then extrapolation).
 
-    python tests/measure_first_guess.py
+    python tests/measure/first_guess.py
 """
 
 import sys
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import lib_guided.inversion.invert as inv  # noqa: E402
 from lib_guided.cli import load_model  # noqa: E402
 from lib_guided.images import psnr  # noqa: E402

@@ -14,7 +14,7 @@ from lib_guided.bench.models import BenchModel, build_bench_model
 from lib_guided.bench.report import REQUIRED_KEYS, add_ratios, format_markdown
 from lib_guided.diffusion.guidance import guided_eps
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_quick_tiny_benchmark_writes_every_case_with_ratios(tmp_path):
