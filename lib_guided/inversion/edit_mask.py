@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from lib_guided.protocol import DiffusionModel, repeat_cond
-from lib_guided.regions.attention import AttentionRecorder, controlled_attention
+from lib_guided.regions.attention import controlled_attention
+from lib_guided.regions.attention_recorder import AttentionRecorder
 
 _WORD = re.compile(r"[\w'-]+")
 

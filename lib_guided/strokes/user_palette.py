@@ -21,7 +21,7 @@ from lib_guided.strokes.colors import (
     rgb_tuple,
     to_hex,
 )
-from lib_guided.strokes.palette import DEFAULT_TOLERANCE, check_tolerance
+from lib_guided.strokes.palette_pixels import DEFAULT_TOLERANCE, check_tolerance
 
 MAX_WEIGHT = 10.0
 

@@ -11,16 +11,9 @@ from lib_guided.diffusion.guidance import combine_cfg, guided_eps
 from lib_guided.diffusion.schedules import ddim_sigmas
 from lib_guided.errors import GuidedInputError
 from lib_guided.images import psnr
-from lib_guided.inversion.invert import (
-    InversionSettings,
-    edit,
-    inversion_depth_sigmas,
-    invert,
-    reconstruct,
-    step_residuals,
-    stochastic_edits,
-    trajectory_eps,
-)
+from lib_guided.inversion.editing import edit, reconstruct
+from lib_guided.inversion.invert import InversionSettings, inversion_depth_sigmas, invert, step_residuals
+from lib_guided.inversion.stochastic_editing import stochastic_edits, trajectory_eps
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import lib_guided.inversion.invert as inv  # noqa: E402
-from lib_guided.cli import load_model  # noqa: E402
+from lib_guided.adapters.diffusers_model import load_model  # noqa: E402
 from lib_guided.images import psnr  # noqa: E402
+from lib_guided.inversion.editing import reconstruct  # noqa: E402
 from lib_guided.lab.eval_scenes import eval_scenes, stack_images  # noqa: E402
 
 torch.set_num_threads(1)
@@ -30,7 +31,7 @@ for label, guess in (("old x_low", lambda x, a, b, e=None: x), ("current", orig)
                 ceiling = psnr(m.decode(m.encode(img)).clamp(0, 1), img)
                 st = inv.InversionSettings(solver=solver, steps=10, **kw)
                 r = inv.invert(m, m.encode(img), None, cond, unc, st)
-                rec = m.decode(inv.reconstruct(m, r, cond, unc, 1.0)).clamp(0, 1)
+                rec = m.decode(reconstruct(m, r, cond, unc, 1.0)).clamp(0, 1)
             ps.append(psnr(rec, img))
             ev.append(r.evals_total / 10)
         print(f"{label:10s} {solver:7s} PSNR {sum(ps) / len(ps):.2f} dB (last scene's VAE ceiling "

@@ -11,7 +11,8 @@ from PIL import Image, ImageDraw
 
 from lib_guided.strokes.colors import to_hex
 from lib_guided.strokes.io import load_strokes
-from lib_guided.strokes.palette import colour_masks, extract_palette, snap_to_palette
+from lib_guided.strokes.palette import colour_masks, extract_palette
+from lib_guided.strokes.palette_snap import snap_to_palette
 from tests.paintings import (
     BACKGROUND,
     SHAPE_COLOURS,
