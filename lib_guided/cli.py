@@ -7,51 +7,21 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
+from lib_guided.adapters.diffusers_model import load_model
+from lib_guided.edit_job import EditSettings
 from lib_guided.errors import GuidedInputError
 from lib_guided.gradop.decoders.factory import DECODERS
 from lib_guided.gradop.optimise import TARGETS, GradOPSettings
-from lib_guided.images import psnr
+from lib_guided.images import image_to_tensor, psnr, save_image
 from lib_guided.inversion.invert import SOLVERS, InversionSettings
 from lib_guided.params import parse_palette_item
-from lib_guided.pipeline import METHODS, edit_image, generate
+from lib_guided.pipeline import DEFAULT_CFG, DEFAULT_STEPS, METHODS, edit_image, generate
+from lib_guided.stroke_job import PAINTINGS, StrokeSettings
 from lib_guided.strokes.io import load_strokes
 
-
-def image_to_tensor(path: str | Path) -> torch.Tensor:
-    try:
-        array = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
-    except (OSError, ValueError) as exc:
-        raise GuidedInputError("image", f"cannot read {path}: {exc}") from None
-    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0)
-
-
-def save_image(tensor: torch.Tensor, path: str | Path) -> None:
-    array = (tensor.clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
-
-
-def load_model(folder: str | None):
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    from lib_guided.adapters.diffusers_model import DiffusersModel
-
-    # their load-time notices (e.g. "accelerate not found") would bury our own messages
-    diffusers_logging.set_verbosity_error()
-    transformers_logging.set_verbosity_error()
-    diffusers_logging.disable_progress_bar()
-    transformers_logging.disable_progress_bar()
-
-    if folder is None:
-        from lib_guided.lab.shipped import shipped_model_folder
-
-        folder = shipped_model_folder()
-    return DiffusersModel.from_pretrained(folder)
+_GRADOP, _STROKE, _INVERSION, _EDIT = GradOPSettings(), StrokeSettings(), InversionSettings(), EditSettings()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,18 +38,20 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--method", choices=METHODS, default="gradop+")
     gen.add_argument("--width", type=int)
     gen.add_argument("--height", type=int)
-    gen.add_argument("--steps", type=int, default=50)
-    gen.add_argument("--cfg", type=float, default=7.5)
+    gen.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    gen.add_argument("--cfg", type=float, default=DEFAULT_CFG)
     gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--strength", type=float, default=0.8)
-    gen.add_argument("--injection-steps", type=int, default=3)
-    gen.add_argument("--adam-steps", type=int, default=12)
-    gen.add_argument("--lr", type=float, default=0.1)
-    gen.add_argument("--target", choices=TARGETS, default="x0")
-    gen.add_argument("--painting", choices=("blur", "median-quantize"), default="blur")
-    gen.add_argument("--gradient-decoder", choices=DECODERS, default="linear-anchored",
+    gen.add_argument("--strength", type=float, default=_GRADOP.strength)
+    gen.add_argument("--injection-steps", type=int, default=_GRADOP.injection_steps)
+    gen.add_argument("--adam-steps", type=int, default=_GRADOP.adam_steps)
+    gen.add_argument("--lr", type=float, default=_GRADOP.lr)
+    gen.add_argument("--target", choices=TARGETS, default=_GRADOP.target)
+    gen.add_argument("--painting", choices=PAINTINGS, default=_STROKE.painting)
+    gen.add_argument("--blur-size", type=int, default=_STROKE.blur_size, help="blur kernel at 512 px (odd)")
+    gen.add_argument("--gradient-decoder", choices=DECODERS, default=_STROKE.decoder,
                      help="decoder the stroke gradient goes through (the image always uses the full VAE)")
-    gen.add_argument("--region-weight", type=float, default=1.0)
+    gen.add_argument("--region-weight", type=float, default=_STROKE.region_weight)
+    gen.add_argument("--colour-tolerance", type=float, default=_STROKE.colour_tolerance)
     gen.add_argument("--out", required=True)
 
     ed = sub.add_parser("edit", help="invert a real image (AIDI) and edit it with a new prompt")
@@ -88,16 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--source-prompt", required=True, help="what the image shows")
     ed.add_argument("--prompt", required=True, help="what it should show")
     ed.add_argument("--negative-prompt", default="")
-    ed.add_argument("--solver", choices=SOLVERS, default="aidi-a")
-    ed.add_argument("--steps", type=int, default=20)
-    ed.add_argument("--inversion-cfg", type=float, default=1.0)
-    ed.add_argument("--edit-cfg", type=float, default=7.5)
+    ed.add_argument("--solver", choices=SOLVERS, default=_INVERSION.solver)
+    ed.add_argument("--steps", type=int, default=_INVERSION.steps)
+    ed.add_argument("--inversion-cfg", type=float, default=_INVERSION.inversion_cfg)
+    ed.add_argument("--edit-cfg", type=float, default=_EDIT.edit_cfg)
     ed.add_argument("--strength", type=float, default=1.0, help="how deep to invert (1 = to pure noise)")
-    ed.add_argument("--tol", type=float)
-    ed.add_argument("--max-iter", type=int)
-    ed.add_argument("--window", type=int, default=3)
+    ed.add_argument("--tol", type=float, default=_INVERSION.tol)
+    ed.add_argument("--max-iter", type=int, default=_INVERSION.max_iter)
+    ed.add_argument("--window", type=int, default=_INVERSION.window)
     ed.add_argument("--mask", help="blend mask image: white = edit here, black = keep")
-    ed.add_argument("--eta", type=float, default=0.0)
+    ed.add_argument("--eta", type=float, default=_EDIT.eta)
     ed.add_argument("--seed", type=int, default=0)
     ed.add_argument("--report", action="store_true", help="print reconstruction PSNR and model evaluations")
     ed.add_argument("--out", required=True)
@@ -112,12 +84,14 @@ def run_generate(args: argparse.Namespace) -> dict:
     settings = GradOPSettings(strength=args.strength, injection_steps=args.injection_steps,
                               adam_steps=args.adam_steps, lr=args.lr, target=args.target)
     palette = [parse_palette_item(text, i) for i, text in enumerate(args.palette)]
+    stroke_settings = StrokeSettings(painting=args.painting, blur_size=args.blur_size,
+                                     decoder=args.gradient_decoder, region_weight=args.region_weight,
+                                     colour_tolerance=args.colour_tolerance)
     model = load_model(args.model)
     result = generate(
         model, args.prompt, strokes=strokes, palette=palette, method=args.method,
         negative_prompt=args.negative_prompt, width=width, height=height, steps=args.steps,
-        cfg=args.cfg, seed=args.seed, gradop=settings, painting=args.painting,
-        region_weight=args.region_weight, gradient_decoder=args.gradient_decoder,
+        cfg=args.cfg, seed=args.seed, gradop=settings, settings=stroke_settings,
     )
     save_image(result.images, args.out)
     return {"out": args.out, "prompt": result.prompt, "model_evals": result.model_evals}
@@ -126,9 +100,8 @@ def run_generate(args: argparse.Namespace) -> dict:
 def run_edit(args: argparse.Namespace) -> dict:
     model = load_model(args.model)
     image = image_to_tensor(args.image)
-    extra = {k: v for k, v in (("tol", args.tol), ("max_iter", args.max_iter)) if v is not None}
     settings = InversionSettings(solver=args.solver, steps=args.steps, inversion_cfg=args.inversion_cfg,
-                                 window=args.window, **extra)
+                                 tol=args.tol, max_iter=args.max_iter, window=args.window)
     mask = image_to_tensor(args.mask).mean(dim=1, keepdim=True) if args.mask else None
     result = edit_image(
         model, image, args.source_prompt, args.prompt, inversion=settings, edit_cfg=args.edit_cfg,

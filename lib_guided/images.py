@@ -1,10 +1,36 @@
-"""Image quality numbers for reports and tests."""
+"""Image files <-> tensors ([1, 3, H, W] in [0, 1]) and the PSNR reported beside reconstructions."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
+
+from lib_guided.errors import GuidedInputError
+
+
+def image_to_tensor(path: str | Path) -> torch.Tensor:
+    """An image file as [1, 3, H, W] float32 in [0, 1]."""
+    try:
+        array = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
+    except (OSError, ValueError) as exc:
+        raise GuidedInputError("image", f"cannot read {path}: {exc}") from None
+    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0)
+
+
+def tensor_to_pil(image: torch.Tensor) -> Image.Image:
+    """One [3, H, W] (or [1, 3, H, W]) image in [0, 1] as an 8-bit RGB PIL image."""
+    image = image[0] if image.dim() == 4 else image
+    array = (image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255.0).round()
+    return Image.fromarray(array.astype(np.uint8))
+
+
+def save_image(tensor: torch.Tensor, path: str | Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tensor_to_pil(tensor).save(path)
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor, max_value: float = 1.0) -> float:

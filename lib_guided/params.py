@@ -11,14 +11,14 @@ import numbers
 from dataclasses import dataclass, fields
 from typing import Any
 
+from lib_guided.edit_job import BLEND_MASKS, EditSettings
 from lib_guided.errors import GuidedInputError, shown
 from lib_guided.gradop.decoders.factory import DECODERS
 from lib_guided.gradop.optimise import TARGETS, GradOPSettings
 from lib_guided.inversion.invert import SOLVERS, InversionSettings
+from lib_guided.stroke_job import PAINTINGS, StrokeSettings
 
 MODES = ("off", "strokes", "edit")
-PAINTINGS = ("blur", "median-quantize")
-BLEND_MASKS = ("none", "inpaint", "auto")
 HIRES_PASSES = ("first", "second", "both")
 ODD_FIELDS = frozenset({"blur_size"})  # kernel sizes: a slider from 3 in steps of 2 makes only these
 # Values older versions wrote into infotexts, read as what they meant then: blur 0 was "auto" = 35.
@@ -56,6 +56,9 @@ EDIT_FIELDS = frozenset(
 )
 
 
+# Every default is declared once, on the settings dataclass that uses it; the fields read it from there.
+_GRADOP, _STROKE, _INVERSION, _EDIT = GradOPSettings(), StrokeSettings(), InversionSettings(), EditSettings()
+
 FIELDS: tuple[Field, ...] = (
     Field("enabled", bool, False, "Enable guided synthesis", infotext="Guided enabled"),
     Field("mode", str, "strokes", "Mode", choices=MODES, infotext="Guided mode"),
@@ -71,35 +74,54 @@ FIELDS: tuple[Field, ...] = (
     Field(
         "strength",
         float,
-        0.8,
+        _GRADOP.strength,
         "Strength (start = steps x (1 - strength))",
         0.0,
         1.0,
         0.01,
         infotext="Guided strength",
     ),
-    Field("injection_steps", int, 3, "Injection steps K", 0, 20, 1, infotext="Guided K"),
-    Field("adam_steps", int, 12, "Adam steps N", 0, 100, 1, infotext="Guided N"),
-    Field("lr", float, 0.1, "Learning rate", 0.001, 1.0, 0.001, infotext="Guided lr"),
-    Field("blur_size", int, 35, "Blur kernel at 512 px (scaled with the image)", 3, 101, 2,
-          infotext="Guided blur"),
-    Field("painting", str, "blur", "Painting function", choices=PAINTINGS, infotext="Guided painting"),
-    Field("target", str, "x0", "Gradient target", choices=TARGETS, infotext="Guided target"),
+    Field(
+        "injection_steps", int, _GRADOP.injection_steps, "Injection steps K", 0, 20, 1, infotext="Guided K"
+    ),
+    Field("adam_steps", int, _GRADOP.adam_steps, "Adam steps N", 0, 100, 1, infotext="Guided N"),
+    Field("lr", float, _GRADOP.lr, "Learning rate", 0.001, 1.0, 0.001, infotext="Guided lr"),
+    Field(
+        "blur_size",
+        int,
+        _STROKE.blur_size,
+        "Blur kernel at 512 px (scaled with the image)",
+        3,
+        101,
+        2,
+        infotext="Guided blur",
+    ),
+    Field(
+        "painting", str, _STROKE.painting, "Painting function", choices=PAINTINGS, infotext="Guided painting"
+    ),
+    Field("target", str, _GRADOP.target, "Gradient target", choices=TARGETS, infotext="Guided target"),
     Field(
         "decoder",
         str,
-        "linear-anchored",
+        _STROKE.decoder,
         "Decoder for the gradient",
         choices=DECODERS,
         infotext="Guided decoder",
     ),
     Field(
-        "region_weight", float, 1.0, "Region control weight", 0.0, 10.0, 0.05, infotext="Guided region weight"
+        "region_weight",
+        float,
+        _STROKE.region_weight,
+        "Region control weight",
+        0.0,
+        10.0,
+        0.05,
+        infotext="Guided region weight",
     ),
     Field(
         "colour_tolerance",
         float,
-        24.0,
+        _STROKE.colour_tolerance,
         "Colour tolerance",
         1.0,
         128.0,
@@ -108,14 +130,25 @@ FIELDS: tuple[Field, ...] = (
     ),
     Field("hires_pass", str, "first", "Hires fix pass", choices=HIRES_PASSES, infotext="Guided hires pass"),
     Field("source_prompt", str, "", "Source prompt (what the image shows)", infotext="Guided source prompt"),
-    Field("inversion_cfg", float, 1.0, "Inversion CFG", 0.0, 30.0, 0.1, infotext="Guided inversion CFG"),
-    Field("edit_cfg", float, 7.5, "Edit CFG", 0.0, 30.0, 0.1, infotext="Guided edit CFG"),
-    Field("solver", str, "aidi-a", "Inversion solver", choices=SOLVERS, infotext="Guided solver"),
-    Field("max_iter", int, 10, "Iterations cap", 1, 100, 1, infotext="Guided max iter"),
-    Field("tol", float, 1e-3, "Residual tolerance", 1e-8, 1.0, None, infotext="Guided tol"),
-    Field("window", int, 3, "Anderson window", 1, 10, 1, infotext="Guided window"),
-    Field("blend_mask", str, "none", "Blend mask", choices=BLEND_MASKS, infotext="Guided blend mask"),
-    Field("eta", float, 0.0, "Stochastic eta", 0.0, 1.0, 0.01, infotext="Guided eta"),
+    Field(
+        "inversion_cfg",
+        float,
+        _INVERSION.inversion_cfg,
+        "Inversion CFG",
+        0.0,
+        30.0,
+        0.1,
+        infotext="Guided inversion CFG",
+    ),
+    Field("edit_cfg", float, _EDIT.edit_cfg, "Edit CFG", 0.0, 30.0, 0.1, infotext="Guided edit CFG"),
+    Field("solver", str, _INVERSION.solver, "Inversion solver", choices=SOLVERS, infotext="Guided solver"),
+    Field("max_iter", int, _INVERSION.max_iter, "Iterations cap", 1, 100, 1, infotext="Guided max iter"),
+    Field("tol", float, _INVERSION.tol, "Residual tolerance", 1e-8, 1.0, None, infotext="Guided tol"),
+    Field("window", int, _INVERSION.window, "Anderson window", 1, 10, 1, infotext="Guided window"),
+    Field(
+        "blend_mask", str, _EDIT.blend_mask, "Blend mask", choices=BLEND_MASKS, infotext="Guided blend mask"
+    ),
+    Field("eta", float, _EDIT.eta, "Stochastic eta", 0.0, 1.0, 0.01, infotext="Guided eta"),
     Field(
         "return_reconstruction",
         bool,
@@ -127,33 +160,37 @@ FIELDS: tuple[Field, ...] = (
 FIELD_BY_NAME = {f.name: f for f in FIELDS}
 
 
+def _default(name: str) -> Any:
+    return FIELD_BY_NAME[name].default
+
+
 @dataclass(frozen=True)
 class GuidedParams:
-    enabled: bool = False
-    mode: str = "strokes"
-    strokes: Any = None
-    palette: tuple = ()
-    strength: float = 0.8
-    injection_steps: int = 3
-    adam_steps: int = 12
-    lr: float = 0.1
-    blur_size: int = 35
-    painting: str = "blur"
-    target: str = "x0"
-    decoder: str = "linear-anchored"
-    region_weight: float = 1.0
-    colour_tolerance: float = 24.0
-    hires_pass: str = "first"
-    source_prompt: str = ""
-    inversion_cfg: float = 1.0
-    edit_cfg: float = 7.5
-    solver: str = "aidi-a"
-    max_iter: int = 10
-    tol: float = 1e-3
-    window: int = 3
-    blend_mask: str = "none"
-    eta: float = 0.0
-    return_reconstruction: bool = False
+    enabled: bool = _default("enabled")
+    mode: str = _default("mode")
+    strokes: Any = _default("strokes")
+    palette: tuple = _default("palette")
+    strength: float = _default("strength")
+    injection_steps: int = _default("injection_steps")
+    adam_steps: int = _default("adam_steps")
+    lr: float = _default("lr")
+    blur_size: int = _default("blur_size")
+    painting: str = _default("painting")
+    target: str = _default("target")
+    decoder: str = _default("decoder")
+    region_weight: float = _default("region_weight")
+    colour_tolerance: float = _default("colour_tolerance")
+    hires_pass: str = _default("hires_pass")
+    source_prompt: str = _default("source_prompt")
+    inversion_cfg: float = _default("inversion_cfg")
+    edit_cfg: float = _default("edit_cfg")
+    solver: str = _default("solver")
+    max_iter: int = _default("max_iter")
+    tol: float = _default("tol")
+    window: int = _default("window")
+    blend_mask: str = _default("blend_mask")
+    eta: float = _default("eta")
+    return_reconstruction: bool = _default("return_reconstruction")
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -182,6 +219,14 @@ class GuidedParams:
 
     def gradop_settings(self) -> GradOPSettings:
         return GradOPSettings(self.strength, self.injection_steps, self.adam_steps, self.lr, self.target)
+
+    def stroke_settings(self) -> StrokeSettings:
+        return StrokeSettings(
+            self.painting, self.blur_size, self.decoder, self.region_weight, self.colour_tolerance
+        )
+
+    def edit_settings(self) -> EditSettings:
+        return EditSettings(self.edit_cfg, self.eta, self.blend_mask)
 
     def inversion_settings(self, steps: int) -> InversionSettings:
         return InversionSettings(self.solver, steps, self.inversion_cfg, self.tol, self.max_iter, self.window)

@@ -17,7 +17,8 @@ import torch
 
 from lib_guided.gradop.optimise import optimise_latent
 from lib_guided.images import psnr
-from lib_guided.inversion.invert import InversionSettings, invert, reconstruct
+from lib_guided.inversion.editing import reconstruct
+from lib_guided.inversion.invert import InversionSettings, invert
 from lib_guided.strokes.painting import BlurPainting, stroke_loss
 
 HALF = (torch.float16, torch.bfloat16)
@@ -95,7 +96,7 @@ def test_the_gradient_reaching_a_half_decoder_does_not_underflow_at_any_size(siz
 
 @pytest.fixture(scope="module")
 def lab_model():
-    from lib_guided.cli import load_model
+    from lib_guided.adapters.diffusers_model import load_model
 
     return load_model(None)
 
@@ -128,6 +129,6 @@ def _with_unet_in(model, dtype):
 
 
 def test_lab_folder_is_where_the_loader_finds_it():
-    from lib_guided.lab.shipped import shipped_model_folder
+    from lib_guided.adapters.diffusers_model import shipped_model_folder
 
     assert Path(shipped_model_folder(), "unet").is_dir()

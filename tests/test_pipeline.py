@@ -11,6 +11,7 @@ from lib_guided.gradop.optimise import GradOPSettings
 from lib_guided.inversion.edit_mask import attention_edit_mask, changed_words
 from lib_guided.inversion.invert import InversionSettings, invert
 from lib_guided.pipeline import edit_image, generate
+from lib_guided.stroke_job import StrokeSettings
 from lib_guided.strokes.painting import BlurPainting, stroke_loss
 
 RED, BLUE = (208, 48, 48), (48, 80, 192)
@@ -39,7 +40,7 @@ def test_methods_run_and_gradop_plus_follows_strokes_better_than_text(tiny_model
     # the reference decoder: on random weights the fitted linear map barely tracks the VAE (stroke loss
     # of seeds 3-5: full -23 %, linear and linear-anchored -2 % against text only; the lab measures them)
     text = run(tiny_model, method="text")
-    plus = run(tiny_model, method="gradop+", gradient_decoder="full")
+    plus = run(tiny_model, method="gradop+", settings=StrokeSettings(decoder="full"))
     assert plus.images.shape == (1, 3, 64, 64)
     assert plus.model_evals == text.model_evals == 6  # cond+uncond batched: one call per step
     assert len(plus.loss_history) == 3
@@ -59,9 +60,9 @@ def test_same_seed_same_image_and_batches(tiny_model):
 def test_palette_phrases_are_appended_and_region_weight_zero_is_identity(tiny_model):
     palette = [{"color": "#d03030", "phrase": "red barn", "weight": 1.0},
                {"color": "#3050c0", "phrase": "blue lake"}]
-    bound = run(tiny_model, method="text", palette=palette, region_weight=2.0)
+    bound = run(tiny_model, method="text", palette=palette, settings=StrokeSettings(region_weight=2.0))
     assert bound.prompt == "a photo of a red barn, blue lake"
-    off = run(tiny_model, method="text", palette=palette, region_weight=0.0)
+    off = run(tiny_model, method="text", palette=palette, settings=StrokeSettings(region_weight=0.0))
     plain = generate(tiny_model, "a photo of a red barn, blue lake", width=64, height=64, steps=6, cfg=5.0,
                      seed=3, method="text")
     assert torch.equal(off.images, plain.images)

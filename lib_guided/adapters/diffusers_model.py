@@ -151,3 +151,30 @@ def find_subsequence_positions(sequence: Sequence[int], pattern: Sequence[int]) 
         if list(sequence[start : start + n]) == list(pattern):
             hits.extend(range(start, start + n))
     return sorted(set(hits))
+
+
+# The shipped lab model, found by path: the runtime never imports the (dev-only) lab package.
+SHIPPED_MODEL_FOLDER = Path(__file__).resolve().parents[1] / "lab" / "model"
+
+
+def shipped_model_folder() -> Path:
+    """``lib_guided/lab/model``: the trained lab model (a diffusers folder) committed with the repo."""
+    if not (SHIPPED_MODEL_FOLDER / "unet").is_dir():
+        raise FileNotFoundError(
+            f"the shipped lab model is missing: {SHIPPED_MODEL_FOLDER} has no unet/ (train one with "
+            "`python -m lib_guided.lab.train --out lib_guided/lab/model`, or pass --model DIR)"
+        )
+    return SHIPPED_MODEL_FOLDER
+
+
+def load_model(folder: str | Path | None = None) -> DiffusersModel:
+    """A diffusers folder as a :class:`DiffusersModel`; None = the shipped lab model."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    # their load-time notices (e.g. "accelerate not found") would bury our own messages
+    diffusers_logging.set_verbosity_error()
+    transformers_logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    return DiffusersModel.from_pretrained(folder if folder is not None else shipped_model_folder())

@@ -14,7 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 
 from lib_guided.images import psnr
-from lib_guided.inversion.invert import SOLVERS, InversionSettings, invert, reconstruct
+from lib_guided.inversion.editing import reconstruct
+from lib_guided.inversion.invert import SOLVERS, InversionSettings, invert
 from lib_guided.protocol import DiffusionModel
 
 
@@ -94,7 +95,8 @@ def format_table(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from lib_guided.cli import image_to_tensor, load_model
+    from lib_guided.adapters.diffusers_model import load_model
+    from lib_guided.images import image_to_tensor
 
     parser = argparse.ArgumentParser(prog="python -m lib_guided.bench.inversion_report", description=__doc__)
     parser.add_argument("--model")

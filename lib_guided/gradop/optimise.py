@@ -14,6 +14,7 @@ scale (up to its tiny eps).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -123,7 +124,12 @@ def optimise_latent(
 
 @dataclass
 class GradOPPlus(StepHook):
-    """GradOP+ as a sampler hook: K gradient phases early in one sampling pass."""
+    """GradOP+: K gradient phases early in one sampling pass.
+
+    One object serves every host: the core sampler calls it as a :class:`StepHook`; a host with its own
+    sampler (the WebUI) asks :meth:`wants` at each model call and hands the x0 prediction to
+    :meth:`optimise`.
+    """
 
     settings: GradOPSettings
     target: torch.Tensor  # stroke image [1 or B, 3, H, W] in [0, 1] at output resolution
@@ -133,29 +139,41 @@ class GradOPPlus(StepHook):
     weight_mask: torch.Tensor | None = None  # painted pixels; None = every pixel counts
     generator: torch.Generator | None = None
     history: list[tuple[int, float, float]] = field(default_factory=list)  # (step, loss_in, loss_out)
+    stop: Callable[[], bool] | None = None  # Interrupt / Skip, polled before every Adam step
+    # progress(phase, phases, adam_step, adam_steps, latent) after every Adam step
+    progress: Callable[[int, int, int, int, torch.Tensor], None] | None = None
 
-    def _active(self, step: int) -> bool:
-        return self.settings.adam_steps > 0 and step in self.settings.injection_range(self.total_steps)
+    def wants(self, step: int) -> bool:
+        """Whether ``step`` gets a phase; once per step (second-order samplers call the model twice)."""
+        if self.settings.adam_steps <= 0 or step not in self.settings.injection_range(self.total_steps):
+            return False
+        return all(done != step for done, _, _ in self.history)
 
-    def _optimise(self, step: int, latent: torch.Tensor) -> torch.Tensor:
+    def optimise(self, step: int, latent: torch.Tensor) -> torch.Tensor:
+        """One gradient phase on ``latent``; returned in the latent's own dtype."""
         s = self.settings
+        on_step = None
+        if self.progress is not None:
+            phases = len(s.injection_range(self.total_steps))
+            on_step = functools.partial(self.progress, len(self.history) + 1, phases)
         w, first, last = optimise_latent(
-            latent, self.target, self.decode, self.painting, s.adam_steps, s.lr, self.weight_mask
+            latent, self.target, self.decode, self.painting, s.adam_steps, s.lr, self.weight_mask,
+            should_stop=self.stop, on_step=on_step,
         )
         self.history.append((step, first, last))
-        return w
+        return w.to(latent.dtype)
 
     def on_denoised(self, step, sigma, x, x0, eps):
-        if self.settings.target != "x0" or not self._active(step):
+        if self.settings.target != "x0" or not self.wants(step):
             return x0
         # the sampler re-noises the returned x0 with this step's eps: x_next = w + sigma_next * eps
-        return self._optimise(step, x0)
+        return self.optimise(step, x0)
 
     def after_step(self, step, sigma_next, x_next):
-        if self.settings.target != "noisy" or not self._active(step) or sigma_next <= 0.0:
+        if self.settings.target != "noisy" or not self.wants(step) or sigma_next <= 0.0:
             return x_next
         # reference: decode the DDPM-scaled noisy latent as if clean, then add fresh noise at sigma_next
-        w = self._optimise(step, model_input_scale(x_next, sigma_next))
+        w = self.optimise(step, model_input_scale(x_next, sigma_next))
         return w + sigma_next * gaussian_like(w, self.generator)
 
 

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import torch
 
 from lib_guided.bench.inversion_report import measure_inversion
-from lib_guided.inversion.invert import InversionSettings, invert, reconstruct
+from lib_guided.inversion.editing import reconstruct
+from lib_guided.inversion.invert import InversionSettings, invert
 from lib_guided.lab.eval_scenes import stack_images
 from lib_guided.lab.metrics import ssim
 from lib_guided.lab.world import Scene

@@ -295,8 +295,7 @@ def _grids(model, plan: ReportPlan, scenes, images, controlled, inv_scenes, edit
 
 
 def _load(model_dir: str | None):
-    from lib_guided.cli import load_model
-    from lib_guided.lab.shipped import shipped_model_folder
+    from lib_guided.adapters.diffusers_model import load_model, shipped_model_folder
 
     folder = Path(model_dir) if model_dir else shipped_model_folder()
     return load_model(str(folder)), folder

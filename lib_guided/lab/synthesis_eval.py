@@ -15,6 +15,7 @@ from lib_guided.lab.realism import texture_fd
 from lib_guided.lab.world import SIZE, Scene
 from lib_guided.pipeline import generate
 from lib_guided.protocol import DiffusionModel
+from lib_guided.stroke_job import StrokeSettings
 
 
 @dataclass(frozen=True)
@@ -23,10 +24,10 @@ class SynthesisSetting:
 
     method: str  # gradop+, gradop, sdedit or text
     setting: str  # label for tables and plots
-    strength: float = 0.8
-    adam_steps: int = 12
-    injection_steps: int = 3
-    lr: float = 0.1
+    strength: float = GradOPSettings.strength
+    adam_steps: int = GradOPSettings.adam_steps
+    injection_steps: int = GradOPSettings.injection_steps
+    lr: float = GradOPSettings.lr
     relaxed_steps: int = 50  # GradOP's Adam steps on the text-only sample
     decoder: str = "full"  # what GradOP+'s gradient goes through (lib_guided.gradop.decoders.factory)
 
@@ -50,9 +51,9 @@ def synthesise(model: DiffusionModel, scenes: Sequence[Scene], setting: Synthesi
             palette=object_bindings(scene) if bind_objects else (),
             method=setting.method, width=SIZE, height=SIZE, steps=steps, cfg=cfg, seed=seed + k,
             batch_size=per_scene,
-            gradop=setting.gradop(), region_weight=region_weight, relaxed_steps=setting.relaxed_steps,
-            gradient_decoder=setting.decoder,
-            colour_tolerance=STROKE_COLOUR_TOLERANCE,
+            gradop=setting.gradop(), relaxed_steps=setting.relaxed_steps,
+            settings=StrokeSettings(decoder=setting.decoder, region_weight=region_weight,
+                                    colour_tolerance=STROKE_COLOUR_TOLERANCE),
         )
         images.append(result.images)
     return torch.cat(images)

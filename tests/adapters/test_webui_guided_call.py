@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from lib_guided.adapters.webui.guided_call import GradOPCall, denoiser_step, guided_sampler_call
+from lib_guided.adapters.webui.guided_call import denoiser_step, guided_sampler_call
 from lib_guided.diffusion.guidance import guided_eps
 from lib_guided.diffusion.schedules import ddim_sigmas
-from lib_guided.gradop.optimise import GradOPSettings
+from lib_guided.gradop.optimise import GradOPPlus, GradOPSettings
 from lib_guided.regions.attention import RegionControl
 from lib_guided.strokes.painting import BlurPainting
 
@@ -65,7 +65,7 @@ def setup(tiny_model):
 
 def make_call(model, steps):
     settings = GradOPSettings(strength=0.8, adam_steps=6)
-    return GradOPCall(settings, target(), torch.ones(1, 1, 64, 64), BlurPainting(), model.decode, steps)
+    return GradOPPlus(settings, target(), model.decode, BlurPainting(), steps, torch.ones(1, 1, 64, 64))
 
 
 @torch.no_grad()

@@ -58,11 +58,10 @@ MAX_AIDI_A_EVALS_PER_STEP_20 = 3.0
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> dict:
-    from lib_guided.cli import load_model
+    from lib_guided.adapters.diffusers_model import load_model, shipped_model_folder
     from lib_guided.lab.classifier import load_classifier
     from lib_guided.lab.report import run_report
     from lib_guided.lab.report_plan import QUICK
-    from lib_guided.lab.shipped import shipped_model_folder
 
     folder = Path(os.environ["LAB_MODEL"]) if os.environ.get("LAB_MODEL") else shipped_model_folder()
     out = tmp_path_factory.mktemp("lab_report")

@@ -12,12 +12,12 @@ import json
 import numpy as np
 import pytest
 
+from lib_guided.adapters.diffusers_model import SHIPPED_MODEL_FOLDER as MODEL_FOLDER
 from lib_guided.lab.caption_eval import caption_accuracy, caption_hits, proposals
 from lib_guided.lab.classifier import WEIGHTS, load_classifier
 from lib_guided.lab.eval_scenes import eval_scenes, stack_images
 from lib_guided.lab.model_quality import model_quality, training_summary
 from lib_guided.lab.report_markdown import _model_quality
-from lib_guided.lab.shipped import MODEL_FOLDER
 from lib_guided.lab.world import make_scene, scene_seed
 
 needs_classifier = pytest.mark.skipif(

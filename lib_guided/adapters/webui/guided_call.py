@@ -10,47 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 
 import torch
 
 from lib_guided.diffusion.schedules import timestep_to_sigma
-from lib_guided.gradop.optimise import GradOPSettings, optimise_latent
+from lib_guided.gradop.optimise import GradOPPlus
 from lib_guided.regions.attention import RegionControl, controlled_attention
-
-
-@dataclass
-class GradOPCall:
-    settings: GradOPSettings
-    target: torch.Tensor  # [1, 3, H, W] in [0, 1]
-    painted: torch.Tensor  # [1, 1, H, W]
-    painting: object
-    decode: object
-    total_steps: int
-    history: list[tuple[int, float, float]] = field(default_factory=list)
-    stop: Callable[[], bool] | None = None  # Interrupt / Skip, polled before every Adam step
-    # progress(phase, phases, adam_step, adam_steps, latent) after every Adam step
-    progress: Callable[[int, int, int, int, torch.Tensor], None] | None = None
-
-    def wants(self, step: int) -> bool:
-        done = {s for s, _, _ in self.history}
-        return step not in done and step in self.settings.injection_range(self.total_steps)
-
-    def optimise(self, step: int, x0: torch.Tensor) -> torch.Tensor:
-        s = self.settings
-        target = self.target.to(x0.device)
-        painted = self.painted.to(x0.device)
-        phases = len(self.settings.injection_range(self.total_steps))
-        on_step = None
-        if self.progress is not None:
-            on_step = functools.partial(self.progress, len(self.history) + 1, phases)
-        w, first, last = optimise_latent(
-            x0.float(), target, self.decode, self.painting, s.adam_steps, s.lr, painted,
-            should_stop=self.stop, on_step=on_step,
-        )
-        self.history.append((step, first, last))
-        return w.to(x0.dtype)
 
 
 class CondRowTracker:
@@ -93,7 +59,7 @@ def _count_cond_rows(cond, batch: int) -> int:
 def guided_sampler_call(
     sampler,
     model,
-    gradop: GradOPCall | None,
+    gradop: GradOPPlus | None,
     control: RegionControl | None,
     timestep_sampler: bool,
     current_step,

@@ -63,6 +63,11 @@ class WebUIModel:
             encoded = self.sd_model.encode_first_stage((image * 2.0 - 1.0).to(self.vae_dtype))
             return self.sd_model.get_first_stage_encoding(encoded).to(image.dtype)
 
+    @property
+    def empty_prompt_chunk(self) -> torch.Tensor | None:
+        """The empty prompt's [1, 77, C] context: pads prompts of different 75-token chunk counts."""
+        return getattr(self.sd_model, "cond_stage_model_empty_prompt", None)
+
     def encode_prompt(self, prompts: Sequence[str]):
         return self.sd_model.get_learned_conditioning(list(prompts))
 

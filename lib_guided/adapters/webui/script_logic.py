@@ -9,30 +9,23 @@ from dataclasses import dataclass, field
 
 import torch
 
-from lib_guided.adapters.webui.aidi_call import Interrupted, StoppableModel, aidi_edit
-from lib_guided.adapters.webui.guided_call import GradOPCall, denoiser_step, guided_sampler_call
+from lib_guided.adapters.webui.aidi_call import Interrupted, StoppableModel
+from lib_guided.adapters.webui.guided_call import denoiser_step, guided_sampler_call
 from lib_guided.adapters.webui.host_choices import check_host_choices
 from lib_guided.adapters.webui.model import WebUIModel
+from lib_guided.edit_job import aidi_edit
 from lib_guided.errors import GuidedInputError
 from lib_guided.gradop.decoders.factory import make_gradient_decoder
 from lib_guided.gradop.decoders.linear_cache import LinearDecoderCache
 from lib_guided.images import psnr
 from lib_guided.params import GuidedParams
-from lib_guided.regions.attention import RegionControl
-from lib_guided.regions.binding import prompt_with_phrases, token_masks
-from lib_guided.strokes.io import StrokeImage, load_strokes, painting_pixel_cap
-from lib_guided.strokes.painting import BlurPainting, make_painting
-from lib_guided.strokes.palette import colour_masks, extract_palette
-from lib_guided.strokes.resize import resize_strokes
-from lib_guided.strokes.user_palette import BoundRegion, resolve_palette
+from lib_guided.stroke_job import StrokeJob
 
 
 @dataclass
 class PreparedRun:
     params: GuidedParams
-    strokes: StrokeImage | None = None
-    found: list = field(default_factory=list)
-    regions: list[BoundRegion] = field(default_factory=list)
+    job: StrokeJob | None = None
     reconstructions: list = field(default_factory=list)
     psnrs: list[float] = field(default_factory=list)
 
@@ -48,17 +41,16 @@ def prepare(p, params: GuidedParams, is_img2img: bool) -> PreparedRun | None:
     if params.mode == "strokes":
         if params.strokes is None:
             raise GuidedInputError("strokes", "stroke guidance is enabled but no painting was given")
-        run.strokes = load_strokes(params.strokes, max_pixels=painting_pixel_cap(*_largest_output(p)))
-        run.found = extract_palette(run.strokes, tolerance=params.colour_tolerance)
-        run.regions = resolve_palette(params.palette, run.found, params.colour_tolerance)
-        resize_strokes(run.strokes, p.width, p.height)  # aspect-ratio check before sampling
-        phrases = [r.phrase for r in run.regions]
-        if phrases and params.region_weight > 0:
+        run.job = job = StrokeJob.prepare(
+            params.strokes, params.palette, p.width, p.height, params.stroke_settings(),
+            params.gradop_settings(), largest_output=_largest_output(p),
+        )
+        if job.binds_phrases:
             _check_prompts_for_binding([*p.all_prompts, *(getattr(p, "all_hr_prompts", None) or [])], p.steps)
-        if phrases:
-            p.all_prompts = [prompt_with_phrases(prompt, phrases) for prompt in p.all_prompts]
+        if job.phrases:
+            p.all_prompts = [job.prompt(prompt) for prompt in p.all_prompts]
             if getattr(p, "all_hr_prompts", None):  # the hires pass encodes its own prompts
-                p.all_hr_prompts = [prompt_with_phrases(prompt, phrases) for prompt in p.all_hr_prompts]
+                p.all_hr_prompts = [job.prompt(prompt) for prompt in p.all_hr_prompts]
     p.extra_generation_params.update(params.infotext())
     return run
 
@@ -113,13 +105,6 @@ def fail_job(p, error: Exception) -> None:
     p.sample = refuse
 
 
-def _painting(run: PreparedRun):
-    params = run.params
-    if params.painting == "blur":
-        return BlurPainting(size_at_512=params.blur_size)
-    return make_painting(params.painting, palette=[c.rgb for c in run.found])
-
-
 _LINEAR_DECODERS = LinearDecoderCache()  # fitted once per checkpoint for the session
 
 
@@ -130,19 +115,13 @@ def _decoder(model: WebUIModel, params: GuidedParams):
 
 
 def _stroke_call(run: PreparedRun, model: WebUIModel, x: torch.Tensor, steps: int, prompt: str):
-    params = run.params
+    job = run.job
     height, width = x.shape[-2] * model.vae_scale_factor, x.shape[-1] * model.vae_scale_factor
-    target, painted = resize_strokes(run.strokes, width, height)
-    gradop = GradOPCall(
-        params.gradop_settings(), target, painted, _painting(run), _decoder(model, params), steps
-    )
+    gradop = job.phases(_decoder(model, run.params), width, height, steps)
     control = None
-    if run.regions and params.region_weight > 0:
+    if job.binds_phrases:
         _check_prompts_for_binding([prompt], steps)
-        latent_size = tuple(x.shape[-2:])
-        masks = colour_masks(run.strokes, run.found, size=latent_size)
-        bound = token_masks(model, prompt, run.regions, masks, params.region_weight)
-        control = RegionControl(bound, latent_size) if bound else None
+        control = job.region_control(model, prompt, tuple(x.shape[-2:]))
     return gradop, control
 
 
@@ -227,17 +206,7 @@ def _aidi_sample(p, run: PreparedRun, original, *args, **kwargs):
     steps = kwargs.get("steps") or p.steps
     stoppable = StoppableModel(model, lambda: shared.state.interrupted or shared.state.skipped)
     try:
-        outcome = aidi_edit(
-            stoppable,
-            run.params,
-            x,
-            p.prompts,
-            p.negative_prompts,
-            steps,
-            p.denoising_strength,
-            p.seeds[0],
-            getattr(p, "nmask", None),
-        )
+        outcome = _aidi_edit(stoppable, run.params, x, p, steps)
     except Interrupted:
         return x  # like the WebUI's samplers: an interrupted run returns what it has (here: the input)
     p.extra_generation_params["Guided inversion evals"] = outcome.inversion_evals
@@ -250,6 +219,16 @@ def _aidi_sample(p, run: PreparedRun, original, *args, **kwargs):
         run.psnrs.append(psnr(recon, original_image))
         p.extra_generation_params["Guided reconstruction PSNR"] = round(run.psnrs[-1], 2)
     return outcome.latents
+
+
+def _aidi_edit(model, params: GuidedParams, x: torch.Tensor, p, steps: int):
+    nmask = getattr(p, "nmask", None)  # the inpaint mask at latent size, 1 = repaint
+    mask = nmask.to(x).reshape(-1, 1, *x.shape[-2:])[:1] if nmask is not None else None
+    return aidi_edit(
+        model, x, params.source_prompt or p.prompts[0], p.prompts, p.negative_prompts,
+        params.inversion_settings(steps), params.edit_settings(), strength=p.denoising_strength,
+        seed=p.seeds[0], mask=mask, with_reconstruction=params.return_reconstruction,
+    )
 
 
 def append_reconstructions(processed, run: PreparedRun | None) -> None:

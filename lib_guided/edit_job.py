@@ -1,0 +1,111 @@
+"""AIDI editing, assembled once for every host: invert a latent with the source prompt at the inversion
+CFG, then sample back with the edit prompt at the edit CFG, optionally blended through a mask.
+
+``pipeline.edit_image`` (the CLI, the lab) and the WebUI adapter's img2img edit mode both run this; the
+hosts only encode the image and decode the result.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from lib_guided.diffusion.schedules import ddim_sigmas, start_index_for_strength
+from lib_guided.errors import GuidedInputError
+from lib_guided.inversion.edit_mask import attention_edit_mask
+from lib_guided.inversion.editing import edit, reconstruct
+from lib_guided.inversion.invert import InversionSettings, invert
+from lib_guided.protocol import DiffusionModel, pad_conds
+
+BLEND_MASKS = ("none", "inpaint", "auto")
+
+
+@dataclass(frozen=True)
+class EditSettings:
+    """How the edit is sampled; how the image is inverted is :class:`InversionSettings`."""
+
+    edit_cfg: float = 7.5
+    eta: float = 0.0  # 0 = deterministic DDIM; > 0 adds fresh noise each step (variants of one inversion)
+    blend_mask: str = "none"  # "inpaint": the user's mask; "auto": the changed words' cross-attention
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.edit_cfg, (int, float)) and math.isfinite(self.edit_cfg)
+                and 0.0 <= self.edit_cfg < 100):
+            raise GuidedInputError("edit_cfg", f"must be in [0, 100), got {self.edit_cfg!r}")
+        if not 0.0 <= self.eta <= 1.0:
+            raise GuidedInputError("eta", f"must be in [0, 1], got {self.eta!r}")
+        if self.blend_mask not in BLEND_MASKS:
+            choices = ", ".join(BLEND_MASKS)
+            raise GuidedInputError("blend_mask", f"must be one of {choices}, got {self.blend_mask!r}")
+
+
+@dataclass
+class EditOutcome:
+    latents: torch.Tensor
+    reconstruction: torch.Tensor | None  # latent of the plain round trip, when asked for
+    inversion_evals: int
+    edit_evals: int
+    evals_per_step: list[int]
+
+
+@torch.no_grad()
+def aidi_edit(
+    model: DiffusionModel,
+    init_latent: torch.Tensor,
+    source_prompt: str,
+    prompts: Sequence[str],
+    negative_prompts: Sequence[str],
+    inversion: InversionSettings,
+    settings: EditSettings | None = None,
+    *,
+    strength: float = 1.0,
+    seed: int = 0,
+    mask: torch.Tensor | None = None,
+    with_reconstruction: bool = False,
+) -> EditOutcome:
+    """Edit ``init_latent`` ([B, C, h, w]); ``prompts`` / ``negative_prompts`` have one entry per row.
+
+    ``strength`` sets how deep to invert (1 = to pure noise). ``mask`` (any resolution, 1 = edit here) is
+    used when ``settings.blend_mask`` is "inpaint"; "auto" computes it from cross-attention.
+    """
+    settings = settings or EditSettings()
+    if not 0.0 < strength <= 1.0:
+        raise GuidedInputError("strength", f"must be in (0, 1], got {strength}")
+    sigmas = ddim_sigmas(inversion.steps, model.sigma_table)
+    sigmas = sigmas[start_index_for_strength(inversion.steps, strength) :]
+    batch = init_latent.shape[0]
+    source, target, uncond = (
+        model.encode_prompt([source_prompt] * batch),
+        model.encode_prompt(list(prompts)),
+        model.encode_prompt(list(negative_prompts)),
+    )
+    empty = getattr(model, "empty_prompt_chunk", None)
+    if empty is not None:  # prompts over 75 tokens: 154 / 231 ... long contexts batched with 77
+        source, target, uncond = pad_conds([source, target, uncond], empty)
+    x = init_latent.float()
+    before = model.evals
+    inverted = invert(model, x, sigmas, source, uncond, inversion)
+    after_inversion = model.evals
+    blend = None
+    if settings.blend_mask == "inpaint" and mask is not None:
+        blend = torch.nn.functional.interpolate(
+            mask.reshape(-1, 1, *mask.shape[-2:]).float(), size=tuple(x.shape[-2:]), mode="area"
+        ).to(x.device)
+    elif settings.blend_mask == "auto":
+        ascending = [float(s) for s in reversed(sigmas)]
+        blend = attention_edit_mask(model, inverted.trajectory, ascending, source_prompt, prompts[0])
+    generator = torch.Generator().manual_seed(int(seed))
+    edited = edit(
+        model, inverted, None, target, uncond, settings.edit_cfg, mask=blend, eta=settings.eta,
+        generator=generator,
+    )
+    edit_evals = model.evals - after_inversion
+    recon = None
+    if with_reconstruction:
+        recon = reconstruct(model, inverted, source, uncond, inversion.inversion_cfg)
+    return EditOutcome(
+        edited.to(init_latent.dtype), recon, after_inversion - before, edit_evals, inverted.evals_per_step
+    )
