@@ -1,7 +1,10 @@
-"""Run by the WebUI when the extension is installed: adds the few packages the WebUI does not ship."""
+"""Run by the WebUI when the extension is installed: adds what the core needs and the WebUI lacks.
+
+The WebUI ships torch, numpy and pillow (pyproject.toml's other runtime dependencies); OpenCV is the one
+it may not have.
+"""
 
 import launch
 
-for requirement, module in (("opencv-python-headless", "cv2"), ("safetensors", "safetensors")):
-    if not launch.is_installed(module):
-        launch.run_pip(f"install {requirement}", f"{requirement} for Guided Synthesis")
+if not launch.is_installed("cv2"):
+    launch.run_pip("install opencv-python-headless", "opencv-python-headless for Guided Synthesis")

@@ -33,8 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--prompt", required=True)
     gen.add_argument("--negative-prompt", default="")
     gen.add_argument("--strokes", help="stroke painting (PNG/JPEG, RGBA: transparent = unpainted)")
-    gen.add_argument("--palette", action="append", default=[], metavar="COLOR=PHRASE[:WEIGHT]",
-                     help="bind a stroke colour to a phrase; repeat for several")
+    gen.add_argument(
+        "--palette",
+        action="append",
+        default=[],
+        metavar="COLOR=PHRASE[:WEIGHT]",
+        help="bind a stroke colour to a phrase; repeat for several",
+    )
     gen.add_argument("--method", choices=METHODS, default="gradop+")
     gen.add_argument("--width", type=int)
     gen.add_argument("--height", type=int)
@@ -48,8 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--target", choices=TARGETS, default=_GRADOP.target)
     gen.add_argument("--painting", choices=PAINTINGS, default=_STROKE.painting)
     gen.add_argument("--blur-size", type=int, default=_STROKE.blur_size, help="blur kernel at 512 px (odd)")
-    gen.add_argument("--gradient-decoder", choices=DECODERS, default=_STROKE.decoder,
-                     help="decoder the stroke gradient goes through (the image always uses the full VAE)")
+    gen.add_argument(
+        "--gradient-decoder",
+        choices=DECODERS,
+        default=_STROKE.decoder,
+        help="decoder the stroke gradient goes through (the image always uses the full VAE)",
+    )
     gen.add_argument("--region-weight", type=float, default=_STROKE.region_weight)
     gen.add_argument("--colour-tolerance", type=float, default=_STROKE.colour_tolerance)
     gen.add_argument("--out", required=True)
@@ -81,17 +90,36 @@ def run_generate(args: argparse.Namespace) -> dict:
     strokes = load_strokes(Path(args.strokes)) if args.strokes else None
     width = args.width or (strokes.width if strokes else 512)
     height = args.height or (strokes.height if strokes else 512)
-    settings = GradOPSettings(strength=args.strength, injection_steps=args.injection_steps,
-                              adam_steps=args.adam_steps, lr=args.lr, target=args.target)
+    settings = GradOPSettings(
+        strength=args.strength,
+        injection_steps=args.injection_steps,
+        adam_steps=args.adam_steps,
+        lr=args.lr,
+        target=args.target,
+    )
     palette = [parse_palette_item(text, i) for i, text in enumerate(args.palette)]
-    stroke_settings = StrokeSettings(painting=args.painting, blur_size=args.blur_size,
-                                     decoder=args.gradient_decoder, region_weight=args.region_weight,
-                                     colour_tolerance=args.colour_tolerance)
+    stroke_settings = StrokeSettings(
+        painting=args.painting,
+        blur_size=args.blur_size,
+        decoder=args.gradient_decoder,
+        region_weight=args.region_weight,
+        colour_tolerance=args.colour_tolerance,
+    )
     model = load_model(args.model)
     result = generate(
-        model, args.prompt, strokes=strokes, palette=palette, method=args.method,
-        negative_prompt=args.negative_prompt, width=width, height=height, steps=args.steps,
-        cfg=args.cfg, seed=args.seed, gradop=settings, settings=stroke_settings,
+        model,
+        args.prompt,
+        strokes=strokes,
+        palette=palette,
+        method=args.method,
+        negative_prompt=args.negative_prompt,
+        width=width,
+        height=height,
+        steps=args.steps,
+        cfg=args.cfg,
+        seed=args.seed,
+        gradop=settings,
+        settings=stroke_settings,
     )
     save_image(result.images, args.out)
     return {"out": args.out, "prompt": result.prompt, "model_evals": result.model_evals}
@@ -100,13 +128,28 @@ def run_generate(args: argparse.Namespace) -> dict:
 def run_edit(args: argparse.Namespace) -> dict:
     model = load_model(args.model)
     image = image_to_tensor(args.image)
-    settings = InversionSettings(solver=args.solver, steps=args.steps, inversion_cfg=args.inversion_cfg,
-                                 tol=args.tol, max_iter=args.max_iter, window=args.window)
+    settings = InversionSettings(
+        solver=args.solver,
+        steps=args.steps,
+        inversion_cfg=args.inversion_cfg,
+        tol=args.tol,
+        max_iter=args.max_iter,
+        window=args.window,
+    )
     mask = image_to_tensor(args.mask).mean(dim=1, keepdim=True) if args.mask else None
     result = edit_image(
-        model, image, args.source_prompt, args.prompt, inversion=settings, edit_cfg=args.edit_cfg,
-        strength=args.strength, negative_prompt=args.negative_prompt, mask=mask, eta=args.eta,
-        seed=args.seed, with_reconstruction=args.report,
+        model,
+        image,
+        args.source_prompt,
+        args.prompt,
+        inversion=settings,
+        edit_cfg=args.edit_cfg,
+        strength=args.strength,
+        negative_prompt=args.negative_prompt,
+        mask=mask,
+        eta=args.eta,
+        seed=args.seed,
+        with_reconstruction=args.report,
     )
     save_image(result.image, args.out)
     summary = {"out": args.out, "inversion_evals": result.inversion_evals, "edit_evals": result.edit_evals}

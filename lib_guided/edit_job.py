@@ -32,8 +32,11 @@ class EditSettings:
     blend_mask: str = "none"  # "inpaint": the user's mask; "auto": the changed words' cross-attention
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.edit_cfg, (int, float)) and math.isfinite(self.edit_cfg)
-                and 0.0 <= self.edit_cfg < 100):
+        if not (
+            isinstance(self.edit_cfg, (int, float))
+            and math.isfinite(self.edit_cfg)
+            and 0.0 <= self.edit_cfg < 100
+        ):
             raise GuidedInputError("edit_cfg", f"must be in [0, 100), got {self.edit_cfg!r}")
         if not 0.0 <= self.eta <= 1.0:
             raise GuidedInputError("eta", f"must be in [0, 1], got {self.eta!r}")
@@ -99,7 +102,14 @@ def aidi_edit(
         blend = attention_edit_mask(model, inverted.trajectory, ascending, source_prompt, prompts[0])
     generator = torch.Generator().manual_seed(int(seed))
     edited = edit(
-        model, inverted, None, target, uncond, settings.edit_cfg, mask=blend, eta=settings.eta,
+        model,
+        inverted,
+        None,
+        target,
+        uncond,
+        settings.edit_cfg,
+        mask=blend,
+        eta=settings.eta,
         generator=generator,
     )
     edit_evals = model.evals - after_inversion

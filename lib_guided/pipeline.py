@@ -127,9 +127,22 @@ def generate(
                 history = phases.history
             else:
                 latents, first, last = gradop_relaxed(
-                    model, noise, sigmas, cond, uncond, cfg, phases.target, decode, phases.painting,
-                    strength=gradop.strength, opt_steps=relaxed_steps, lr=gradop.lr, gamma=gamma,
-                    weight_mask=phases.weight_mask, generator=generator, hooks=tuple(hooks),
+                    model,
+                    noise,
+                    sigmas,
+                    cond,
+                    uncond,
+                    cfg,
+                    phases.target,
+                    decode,
+                    phases.painting,
+                    strength=gradop.strength,
+                    opt_steps=relaxed_steps,
+                    lr=gradop.lr,
+                    gamma=gamma,
+                    weight_mask=phases.weight_mask,
+                    generator=generator,
+                    hooks=tuple(hooks),
                 )
                 history = [(-1, first, last)]
     images = model.decode(latents).clamp(0, 1)
@@ -171,14 +184,25 @@ def edit_image(
     settings = EditSettings(edit_cfg=edit_cfg, eta=eta, blend_mask=blend)
     latent = model.encode(image.to(_device(model)))
     outcome = aidi_edit(
-        model, latent, source_prompt, [edit_prompt], [negative_prompt], inversion or InversionSettings(),
-        settings, strength=strength, seed=seed, mask=None if isinstance(mask, str) else mask,
+        model,
+        latent,
+        source_prompt,
+        [edit_prompt],
+        [negative_prompt],
+        inversion or InversionSettings(),
+        settings,
+        strength=strength,
+        seed=seed,
+        mask=None if isinstance(mask, str) else mask,
         with_reconstruction=with_reconstruction,
     )
     recon = None
     if outcome.reconstruction is not None:
         recon = model.decode(outcome.reconstruction).clamp(0, 1)
     return EditResult(
-        model.decode(outcome.latents).clamp(0, 1), recon, outcome.inversion_evals, outcome.edit_evals,
+        model.decode(outcome.latents).clamp(0, 1),
+        recon,
+        outcome.inversion_evals,
+        outcome.edit_evals,
         outcome.evals_per_step,
     )

@@ -58,13 +58,23 @@ def test_same_seed_same_image_and_batches(tiny_model):
 
 
 def test_palette_phrases_are_appended_and_region_weight_zero_is_identity(tiny_model):
-    palette = [{"color": "#d03030", "phrase": "red barn", "weight": 1.0},
-               {"color": "#3050c0", "phrase": "blue lake"}]
+    palette = [
+        {"color": "#d03030", "phrase": "red barn", "weight": 1.0},
+        {"color": "#3050c0", "phrase": "blue lake"},
+    ]
     bound = run(tiny_model, method="text", palette=palette, settings=StrokeSettings(region_weight=2.0))
     assert bound.prompt == "a photo of a red barn, blue lake"
     off = run(tiny_model, method="text", palette=palette, settings=StrokeSettings(region_weight=0.0))
-    plain = generate(tiny_model, "a photo of a red barn, blue lake", width=64, height=64, steps=6, cfg=5.0,
-                     seed=3, method="text")
+    plain = generate(
+        tiny_model,
+        "a photo of a red barn, blue lake",
+        width=64,
+        height=64,
+        steps=6,
+        cfg=5.0,
+        seed=3,
+        method="text",
+    )
     assert torch.equal(off.images, plain.images)
     assert not torch.equal(bound.images, off.images)
 
@@ -88,8 +98,15 @@ def test_changed_words():
 def test_edit_reconstruction_and_auto_mask(tiny_model):
     image = torch.from_numpy(np.asarray(painting(), np.float32) / 255).permute(2, 0, 1)[None]
     settings = InversionSettings(steps=6, tol=1e-4, max_iter=15)
-    same = edit_image(tiny_model, image, "a red barn", "a red barn", inversion=settings, edit_cfg=1.0,
-                      with_reconstruction=True)
+    same = edit_image(
+        tiny_model,
+        image,
+        "a red barn",
+        "a red barn",
+        inversion=settings,
+        edit_cfg=1.0,
+        with_reconstruction=True,
+    )
     # editing with the source prompt at the inversion CFG is the reconstruction itself
     assert torch.allclose(same.image, same.reconstruction)
     assert same.inversion_evals == sum(same.evals_per_step)
@@ -100,10 +117,12 @@ def test_edit_reconstruction_and_auto_mask(tiny_model):
     ascending = [float(s) for s in reversed(sigmas)]
     # random weights attend almost uniformly, so localisation is measured on the lab model, not here;
     # this checks the mechanics: binary, peak always inside, threshold and dilation widen it
-    tight = attention_edit_mask(tiny_model, inverted.trajectory, ascending, "a red barn", "a blue barn",
-                                threshold=0.99, dilate=0)
-    wide = attention_edit_mask(tiny_model, inverted.trajectory, ascending, "a red barn", "a blue barn",
-                               threshold=0.99, dilate=1)
+    tight = attention_edit_mask(
+        tiny_model, inverted.trajectory, ascending, "a red barn", "a blue barn", threshold=0.99, dilate=0
+    )
+    wide = attention_edit_mask(
+        tiny_model, inverted.trajectory, ascending, "a red barn", "a blue barn", threshold=0.99, dilate=1
+    )
     assert tight.shape == (1, 1, 8, 8) and set(tight.unique().tolist()) <= {0.0, 1.0}
     assert 1 <= tight.sum() < wide.sum() <= 64
     assert attention_edit_mask(tiny_model, inverted.trajectory, ascending, "a red barn", "a red barn") is None

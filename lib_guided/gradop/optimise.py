@@ -157,8 +157,15 @@ class GradOPPlus(StepHook):
             phases = len(s.injection_range(self.total_steps))
             on_step = functools.partial(self.progress, len(self.history) + 1, phases)
         w, first, last = optimise_latent(
-            latent, self.target, self.decode, self.painting, s.adam_steps, s.lr, self.weight_mask,
-            should_stop=self.stop, on_step=on_step,
+            latent,
+            self.target,
+            self.decode,
+            self.painting,
+            s.adam_steps,
+            s.lr,
+            self.weight_mask,
+            should_stop=self.stop,
+            on_step=on_step,
         )
         self.history.append((step, first, last))
         return w.to(latent.dtype)

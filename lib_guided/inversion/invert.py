@@ -166,8 +166,9 @@ def invert(
     return InversionResult(trajectory, sigmas, sum(evals), evals, residuals, iterations, converged)
 
 
-def first_guess(x_low: torch.Tensor, sigma_low: float, sigma_high: float,
-                previous_eps: torch.Tensor | None = None) -> torch.Tensor:
+def first_guess(
+    x_low: torch.Tensor, sigma_low: float, sigma_high: float, previous_eps: torch.Tensor | None = None
+) -> torch.Tensor:
     """Start of the solve of ``x_high = x_low + (s_high - s_low) eps``. With ``previous_eps`` (the noise the
     previous step solved for): that step extrapolated, closer to the fixed point. Otherwise (first step;
     ``ddim`` always): z_{t-1} as it is at level t, i.e. x_low * sqrt((1 + s_high^2) / (1 + s_low^2)), which
@@ -205,4 +206,3 @@ def step_residuals(
             F = step_map(model, inversion.trajectory[i], sigma_low, sigma_high, cond, uncond, cfg)
             out.append(float(relative_residual(F(y) - y, y).max()))
     return out
-

@@ -1,8 +1,8 @@
 """``python -m lib_guided.lab COMMAND``: the quality lab's entry points.
 
-    report            measure the papers' claims on a lab model: DIR/report.json, report.md, plots
-    train-classifier  retrain the shipped judge (lib_guided/lab/classifier.safetensors) from its seed
-    train             train the lab diffusion model (same as ``python -m lib_guided.lab.train``)
+report            measure the papers' claims on a lab model: DIR/report.json, report.md, plots
+train-classifier  retrain the shipped judge (lib_guided/lab/classifier.safetensors) from its seed
+train             train the lab diffusion model (same as ``python -m lib_guided.lab.train``)
 """
 
 from __future__ import annotations

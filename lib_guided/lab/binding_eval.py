@@ -28,8 +28,9 @@ def object_rows(scenes: Sequence[Scene]) -> tuple[torch.Tensor, ...]:
     return torch.tensor(index), boxes_tensor, torch.tensor(shapes), torch.tensor(colours)
 
 
-def binding_hits(classifier: LabClassifier, images: torch.Tensor,
-                 scenes: Sequence[Scene]) -> dict[str, torch.Tensor]:
+def binding_hits(
+    classifier: LabClassifier, images: torch.Tensor, scenes: Sequence[Scene]
+) -> dict[str, torch.Tensor]:
     """Per object: whether the bound phrase's shape (and, separately, its colour) is found in its region."""
     index, boxes, shapes, colours = object_rows(scenes)
     predicted = classifier.classify_objects(images[index], boxes)

@@ -82,8 +82,10 @@ def caption_hits(classifier, images: torch.Tensor, scenes: Sequence[Scene]) -> d
         predicted = classifier.classify_objects(images[torch.tensor(index)].float(), torch.tensor(boxes))
         for i, shape, colour in zip(index, predicted.shape.tolist(), predicted.colour.tolist(), strict=True):
             found[i][(shape, colour)] += 1
-    asked = [Counter((SHAPES.index(o["shape"]), COLOUR_NAMES.index(o["colour"])) for o in s.objects)
-             for s in scenes]
+    asked = [
+        Counter((SHAPES.index(o["shape"]), COLOUR_NAMES.index(o["colour"])) for o in s.objects)
+        for s in scenes
+    ]
     background = classifier.scene(images.float())["background"].argmax(1)
     matched = [sum(min(n, f[k]) for k, n in a.items()) for a, f in zip(asked, found, strict=True)]
     return {

@@ -43,7 +43,10 @@ class SceneNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.trunk = nn.Sequential(
-            _block(3, 16, 1), _block(16, 32, 2), _block(32, 48, 2), _block(48, FEATURES, 2),
+            _block(3, 16, 1),
+            _block(16, 32, 2),
+            _block(32, 48, 2),
+            _block(48, FEATURES, 2),
             _block(FEATURES, FEATURES, 1),
         )
         self.head = nn.Linear(FEATURES, sum(SCENE_OUTPUTS.values()))
@@ -90,8 +93,13 @@ class ObjectPrediction:
 class LabClassifier:
     """Both networks in eval mode, with the calls the metrics need (images [B, 3, 64, 64] in [0, 1])."""
 
-    def __init__(self, scene: SceneNet, objects: ObjectNet, feature_mean: torch.Tensor | None = None,
-                 feature_std: torch.Tensor | None = None) -> None:
+    def __init__(
+        self,
+        scene: SceneNet,
+        objects: ObjectNet,
+        feature_mean: torch.Tensor | None = None,
+        feature_std: torch.Tensor | None = None,
+    ) -> None:
         self.scene, self.objects = scene.eval(), objects.eval()
         self.feature_mean, self.feature_std = feature_mean, feature_std
 
@@ -118,8 +126,11 @@ class LabClassifier:
         return ObjectPrediction(shape.argmax(1), colour.argmax(1))
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        parts = {"scene": self.scene.state_dict(), "objects": self.objects.state_dict(),
-                 "features": {"mean": self.feature_mean, "std": self.feature_std}}
+        parts = {
+            "scene": self.scene.state_dict(),
+            "objects": self.objects.state_dict(),
+            "features": {"mean": self.feature_mean, "std": self.feature_std},
+        }
         return {f"{p}.{k}": v.contiguous() for p, sd in parts.items() for k, v in sd.items() if v is not None}
 
 

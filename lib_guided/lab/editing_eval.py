@@ -50,27 +50,42 @@ def blend_mask(scene: Scene, task: EditTask, kind: str, latent_factor: int) -> t
     return F.max_pool2d(object_mask(scene, task.index, MASK_MARGIN), latent_factor)
 
 
-def edit_scores(classifier: LabClassifier, edited: torch.Tensor, originals: torch.Tensor,
-                scenes: Sequence[Scene], tasks: Sequence[EditTask]) -> dict[str, torch.Tensor]:
+def edit_scores(
+    classifier: LabClassifier,
+    edited: torch.Tensor,
+    originals: torch.Tensor,
+    scenes: Sequence[Scene],
+    tasks: Sequence[EditTask],
+) -> dict[str, torch.Tensor]:
     """Per scene: success (new colour read in the object's box) and PSNR outside the grown object."""
-    boxes = torch.tensor([s.objects[t.index]["bbox"] for s, t in zip(scenes, tasks, strict=True)],
-                         dtype=torch.float32)
+    boxes = torch.tensor(
+        [s.objects[t.index]["bbox"] for s, t in zip(scenes, tasks, strict=True)], dtype=torch.float32
+    )
     colours = classifier.classify_objects(edited, boxes).colour
     wanted = torch.tensor([COLOUR_NAMES.index(t.new_colour) for t in tasks])
     keep = torch.cat([1 - object_mask(s, t.index, KEEP_MARGIN) for s, t in zip(scenes, tasks, strict=True)])
     return {"success": colours == wanted, "background_psnr": masked_psnr(edited, originals, keep)}
 
 
-def run_edits(model: DiffusionModel, scenes: Sequence[Scene], setting: EditSetting, *, edit_cfg: float,
-              seed: int = 0) -> torch.Tensor:
+def run_edits(
+    model: DiffusionModel, scenes: Sequence[Scene], setting: EditSetting, *, edit_cfg: float, seed: int = 0
+) -> torch.Tensor:
     """Edited images [N, 3, 64, 64], one edit_task() per scene."""
     inversion = InversionSettings(solver=setting.solver, steps=setting.steps)
     out = []
     for scene in scenes:
         task = edit_task(scene)
         mask = blend_mask(scene, task, setting.mask, model.vae_scale_factor)
-        result = edit_image(model, image_tensor(scene.image), task.source_prompt, task.edit_prompt,
-                            inversion=inversion, edit_cfg=edit_cfg, mask=mask, seed=seed)
+        result = edit_image(
+            model,
+            image_tensor(scene.image),
+            task.source_prompt,
+            task.edit_prompt,
+            inversion=inversion,
+            edit_cfg=edit_cfg,
+            mask=mask,
+            seed=seed,
+        )
         out.append(result.image)
     return torch.cat(out)
 

@@ -19,12 +19,24 @@ def _ssim(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(ssim(a, b).mean())
 
 
-def measure(model: DiffusionModel, scenes: Sequence[Scene], solvers: Sequence[str],
-            steps_list: Sequence[int], **settings) -> dict:
+def measure(
+    model: DiffusionModel,
+    scenes: Sequence[Scene],
+    solvers: Sequence[str],
+    steps_list: Sequence[int],
+    **settings,
+) -> dict:
     """measure_inversion on the scenes' images with their captions as prompts (inversion CFG 1);
     ``settings`` go to InversionSettings (tol, max_iter, ...)."""
-    return measure_inversion(model, stack_images(list(scenes)), [s.caption for s in scenes], solvers,
-                             steps_list, image_metrics={"ssim": _ssim}, **settings)
+    return measure_inversion(
+        model,
+        stack_images(list(scenes)),
+        [s.caption for s in scenes],
+        solvers,
+        steps_list,
+        image_metrics={"ssim": _ssim},
+        **settings,
+    )
 
 
 @torch.no_grad()

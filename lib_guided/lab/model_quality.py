@@ -38,8 +38,14 @@ def text_only_row(synthesis: Sequence[dict]) -> dict | None:
     return next((r for r in synthesis if r["method"] == "text"), None)
 
 
-def model_quality(classifier, text_images: torch.Tensor, scenes: Sequence[Scene], synthesis: Sequence[dict],
-                  folder: Path | None, real_images: torch.Tensor | None = None) -> dict:
+def model_quality(
+    classifier,
+    text_images: torch.Tensor,
+    scenes: Sequence[Scene],
+    synthesis: Sequence[dict],
+    folder: Path | None,
+    real_images: torch.Tensor | None = None,
+) -> dict:
     """The block: caption accuracy of the text-only samples (lib_guided.lab.caption_eval) with its object
     and background parts, their FDs from the synthesis table's text-only row, the training summary and,
     given the real images of the same scenes, the judge's accuracy on them (its ceiling)."""

@@ -40,8 +40,14 @@ def write_model_index(folder: str | Path) -> None:
 
     index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": diffusers.__version__}
     index.update({name: list(lib_cls) for name, lib_cls in COMPONENTS.items()})
-    index.update({"safety_checker": [None, None], "feature_extractor": [None, None],
-                  "image_encoder": [None, None], "requires_safety_checker": False})
+    index.update(
+        {
+            "safety_checker": [None, None],
+            "feature_extractor": [None, None],
+            "image_encoder": [None, None],
+            "requires_safety_checker": False,
+        }
+    )
     Path(folder, "model_index.json").write_text(json.dumps(index, indent=2), encoding="utf-8")
 
 

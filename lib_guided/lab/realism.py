@@ -108,6 +108,6 @@ def sanity_rows(n: int = 128, reference: int = 256, seed: int = 50) -> dict[str,
         "real_vs_real": texture_fd(real, ref),
         "strokes_vs_real": texture_fd(images_to_tensor(test["strokes"]), ref),
         "blurred_vs_real": texture_fd(blurred(real), ref),
-        "n": n, "reference": reference,
+        "n": n,
+        "reference": reference,
     }
-

@@ -44,8 +44,9 @@ class Timer:
 
 def _vae_round_trip(model: DiffusionModel, images: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
-        return torch.cat([model.decode(model.encode(images[i : i + 64])).clamp(0, 1)
-                          for i in range(0, len(images), 64)])
+        return torch.cat(
+            [model.decode(model.encode(images[i : i + 64])).clamp(0, 1) for i in range(0, len(images), 64)]
+        )
 
 
 def realism_references(model, classifier: LabClassifier, plan: ReportPlan) -> dict:
@@ -73,18 +74,26 @@ def realism_references(model, classifier: LabClassifier, plan: ReportPlan) -> di
     }
 
 
-def run_synthesis(model, classifier, plan: ReportPlan, scenes, reference, timer: Timer,
-                  texture_reference=None):
+def run_synthesis(
+    model, classifier, plan: ReportPlan, scenes, reference, timer: Timer, texture_reference=None
+):
     rows, images = [], {}
     for setting in plan.synthesis:
         started = time.time()
-        out = synthesise(model, scenes, setting, steps=plan.steps, cfg=plan.cfg, seed=plan.seed,
-                         per_scene=plan.per_scene)
+        out = synthesise(
+            model, scenes, setting, steps=plan.steps, cfg=plan.cfg, seed=plan.seed, per_scene=plan.per_scene
+        )
         images[setting] = out
-        rows.append({"method": setting.method, "setting": setting.setting,
-                     **score_synthesis(out, repeat_scenes(scenes, plan.per_scene), classifier, reference,
-                                       texture_reference),
-                     "seconds_per_scene": round((time.time() - started) / len(scenes), 3)})
+        rows.append(
+            {
+                "method": setting.method,
+                "setting": setting.setting,
+                **score_synthesis(
+                    out, repeat_scenes(scenes, plan.per_scene), classifier, reference, texture_reference
+                ),
+                "seconds_per_scene": round((time.time() - started) / len(scenes), 3),
+            }
+        )
         timer.section(f"synthesis {setting.method} ({setting.setting})", started)
     return rows, images
 
@@ -96,21 +105,37 @@ def run_binding(model, classifier, plan: ReportPlan, scenes, without: torch.Tens
     those of the plain GradOP+ synthesis run (same seeds): its images are reused as "without control".
     """
     started = time.time()
-    with_control = synthesise(model, scenes, GRADOP_PLUS_DEFAULT, steps=plan.steps, cfg=plan.cfg,
-                              seed=plan.seed, per_scene=plan.per_scene, bind_objects=True,
-                              region_weight=plan.region_weight)
+    with_control = synthesise(
+        model,
+        scenes,
+        GRADOP_PLUS_DEFAULT,
+        steps=plan.steps,
+        cfg=plan.cfg,
+        seed=plan.seed,
+        per_scene=plan.per_scene,
+        bind_objects=True,
+        region_weight=plan.region_weight,
+    )
     real = stack_images(scenes).repeat_interleave(plan.per_scene, dim=0)
     scenes = repeat_scenes(scenes, plan.per_scene)
-    scored = {name: binding_eval.binding_accuracy(classifier, images, scenes) for name, images in (
-        ("without_control", without), ("with_control", with_control), ("real_images", real),
-        ("vae_round_trip", _vae_round_trip(model, real)))}
+    scored = {
+        name: binding_eval.binding_accuracy(classifier, images, scenes)
+        for name, images in (
+            ("without_control", without),
+            ("with_control", with_control),
+            ("real_images", real),
+            ("vae_round_trip", _vae_round_trip(model, real)),
+        )
+    }
     result = {name: s["accuracy"] for name, s in scored.items()}
-    result.update({
-        "colour_without_control": scored["without_control"]["colour_accuracy"],
-        "colour_with_control": scored["with_control"]["colour_accuracy"],
-        "objects": scored["real_images"]["objects"],
-        "region_weight": plan.region_weight,
-    })
+    result.update(
+        {
+            "colour_without_control": scored["without_control"]["colour_accuracy"],
+            "colour_with_control": scored["with_control"]["colour_accuracy"],
+            "objects": scored["real_images"]["objects"],
+            "region_weight": plan.region_weight,
+        }
+    )
     timer.section("binding", started)
     return result, with_control
 
@@ -123,14 +148,22 @@ def run_early_exit(model, plan: ReportPlan, scenes, timer: Timer) -> list[dict]:
     settings.append({"tol": 1e-12, "max_iter": EARLY_EXIT_REFERENCE_ITERATIONS})
     rows = []
     for setting in settings:
-        measured = inversion_eval.measure(model, scenes, plan.early_exit_solvers, plan.inversion_steps,
-                                          **setting)
+        measured = inversion_eval.measure(
+            model, scenes, plan.early_exit_solvers, plan.inversion_steps, **setting
+        )
         for row in measured["inversion"]:
             fixed = setting["max_iter"] == EARLY_EXIT_REFERENCE_ITERATIONS
-            rows.append({"solver": row["solver"], "steps": row["steps"],
-                         "exit": f"{setting['max_iter']} iterations" if fixed else f"tol {setting['tol']:g}",
-                         **setting, "psnr": row["psnr"], "model_evals_per_step": row["model_evals_per_step"],
-                         "converged_fraction": row.get("converged_fraction")})
+            rows.append(
+                {
+                    "solver": row["solver"],
+                    "steps": row["steps"],
+                    "exit": f"{setting['max_iter']} iterations" if fixed else f"tol {setting['tol']:g}",
+                    **setting,
+                    "psnr": row["psnr"],
+                    "model_evals_per_step": row["model_evals_per_step"],
+                    "converged_fraction": row.get("converged_fraction"),
+                }
+            )
     timer.section("inversion early exit", started)
     return rows
 
@@ -145,10 +178,16 @@ def run_editing(model, classifier, plan: ReportPlan, timer: Timer):
         edited = editing_eval.run_edits(model, scenes, setting, edit_cfg=plan.edit_cfg, seed=plan.seed)
         scores = editing_eval.edit_scores(classifier, edited, originals, scenes, tasks)
         images[setting] = edited
-        rows.append({"solver": setting.solver, "steps": setting.steps, "mask": setting.mask,
-                     "edit_success": float(scores["success"].float().mean()),
-                     "background_psnr": _finite_mean(scores["background_psnr"]),
-                     "seconds_per_image": round((time.time() - started) / len(scenes), 3)})
+        rows.append(
+            {
+                "solver": setting.solver,
+                "steps": setting.steps,
+                "mask": setting.mask,
+                "edit_success": float(scores["success"].float().mean()),
+                "background_psnr": _finite_mean(scores["background_psnr"]),
+                "seconds_per_image": round((time.time() - started) / len(scenes), 3),
+            }
+        )
         timer.section(f"editing {setting.solver} {setting.steps} steps, mask {setting.mask}", started)
     return rows, images, scenes
 
@@ -159,21 +198,28 @@ def editing_yardsticks(classifier, scenes) -> dict:
     tasks = editing_eval.tasks_for(scenes)
     originals = stack_images(scenes)
     truth = editing_eval.images_of(
-        [editing_eval.recoloured(s, t) for s, t in zip(scenes, tasks, strict=True)])
+        [editing_eval.recoloured(s, t) for s, t in zip(scenes, tasks, strict=True)]
+    )
     recoloured = editing_eval.edit_scores(classifier, truth, originals, scenes, tasks)
     unedited = editing_eval.edit_scores(classifier, originals, originals, scenes, tasks)
-    return {"recoloured_success": float(recoloured["success"].float().mean()),
-            "unedited_success": float(unedited["success"].float().mean())}
+    return {
+        "recoloured_success": float(recoloured["success"].float().mean()),
+        "unedited_success": float(unedited["success"].float().mean()),
+    }
 
 
-def run_model_quality(model, classifier, plan: ReportPlan, scenes, images, synthesis, folder,
-                      references: tuple) -> dict:
+def run_model_quality(
+    model, classifier, plan: ReportPlan, scenes, images, synthesis, folder, references: tuple
+) -> dict:
     """model_quality on the synthesis run's text-only samples; sampled and scored like a synthesis row
     here only when the plan has no text-only setting."""
     repeated = repeat_scenes(scenes, plan.per_scene)
     if TEXT not in images:
-        images = {TEXT: synthesise(model, scenes, TEXT, steps=plan.steps, cfg=plan.cfg, seed=plan.seed,
-                                   per_scene=plan.per_scene)}
+        images = {
+            TEXT: synthesise(
+                model, scenes, TEXT, steps=plan.steps, cfg=plan.cfg, seed=plan.seed, per_scene=plan.per_scene
+            )
+        }
         synthesis = [{"method": "text", **score_synthesis(images[TEXT], repeated, classifier, *references)}]
     real = stack_images(scenes).repeat_interleave(plan.per_scene, dim=0)
     return model_quality(classifier, images[TEXT], repeated, synthesis, folder, real_images=real)
@@ -190,8 +236,15 @@ def model_note(folder: Path) -> str:
     if summary.is_file():
         return f"final, {json.loads(summary.read_text()).get('unet_steps_done', '?')} UNet steps"
     log = folder / "train_log.txt"
-    steps = [line.split("unet step ")[1].split()[0] for line in log.read_text().splitlines()
-             if "checkpoint at unet step" in line] if log.is_file() else []
+    steps = (
+        [
+            line.split("unet step ")[1].split()[0]
+            for line in log.read_text().splitlines()
+            if "checkpoint at unet step" in line
+        ]
+        if log.is_file()
+        else []
+    )
     return f"intermediate checkpoint, UNet step {steps[-1]}" if steps else "unknown training state"
 
 
@@ -213,9 +266,17 @@ def _figures(plan: ReportPlan, report: dict, grids: dict[str, dict[str, torch.Te
         report_plots.image_grid(columns, out / f"examples_{name}.png", plan.examples)
 
 
-def run_report(model: DiffusionModel, classifier: LabClassifier, plan: ReportPlan, out: Path, *,
-               model_folder: Path | None = None, plan_name: str = "", log: Callable[[str], None] = print,
-               plots: bool = True) -> dict:
+def run_report(
+    model: DiffusionModel,
+    classifier: LabClassifier,
+    plan: ReportPlan,
+    out: Path,
+    *,
+    model_folder: Path | None = None,
+    plan_name: str = "",
+    log: Callable[[str], None] = print,
+    plots: bool = True,
+) -> dict:
     """Measure everything in ``plan``; write report.json, report.md and the figures into ``out``."""
     from lib_guided.lab.report_claims import claims
     from lib_guided.lab.report_markdown import render
@@ -230,8 +291,9 @@ def run_report(model: DiffusionModel, classifier: LabClassifier, plan: ReportPla
     timer.section("realism references", started)
     synthesis, images = run_synthesis(model, classifier, plan, scenes, reference, timer, texture_reference)
     started = time.time()
-    quality = run_model_quality(model, classifier, plan, scenes, images, synthesis, model_folder,
-                                (reference, texture_reference))
+    quality = run_model_quality(
+        model, classifier, plan, scenes, images, synthesis, model_folder, (reference, texture_reference)
+    )
     timer.section("model quality", started)
     binding, controlled = run_binding(model, classifier, plan, scenes, images[GRADOP_PLUS_DEFAULT], timer)
 
@@ -243,16 +305,22 @@ def run_report(model: DiffusionModel, classifier: LabClassifier, plan: ReportPla
     editing, edited, edit_scenes = run_editing(model, classifier, plan, timer)
 
     report = {
-        "model": str(model_folder or ""), "model_note": model_note(model_folder) if model_folder else "",
-        "plan_name": plan_name, "plan": plan.to_json(), "threads": torch.get_num_threads(),
+        "model": str(model_folder or ""),
+        "model_note": model_note(model_folder) if model_folder else "",
+        "plan_name": plan_name,
+        "plan": plan.to_json(),
+        "threads": torch.get_num_threads(),
         "classifier_validation": classifier_summary(),
-        "vae_ceiling_psnr": inversion["vae_ceiling_psnr"], "vae_ceiling_ssim": inversion["vae_ceiling_ssim"],
+        "vae_ceiling_psnr": inversion["vae_ceiling_psnr"],
+        "vae_ceiling_ssim": inversion["vae_ceiling_ssim"],
         **refs,
         "synthesis": synthesis,
         "binding": binding,
         # measure_inversion reports NaN convergence for ddim (nothing to converge): JSON has no NaN
-        "inversion": [{k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
-                      for row in inversion["inversion"]],
+        "inversion": [
+            {k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
+            for row in inversion["inversion"]
+        ],
         "inversion_settings": {"inversion_cfg": 1.0, "tol": 1e-3, "max_iter": 10},
         "inversion_early_exit": early_exit,
         "editing": editing,
@@ -280,17 +348,24 @@ def _grids(model, plan: ReportPlan, scenes, images, controlled, inv_scenes, edit
     fewest = min(x.steps for x in plan.edits)
     edits = {e.mask: e for e in plan.edits if e.solver == "aidi-a" and e.steps == fewest}
     return {
-        "synthesis": {"strokes": stack_images(scenes[:n], "strokes"),
-                      f"SDEdit ({sdedit.setting})": images[sdedit][pick],
-                      "GradOP+": images[GRADOP_PLUS_DEFAULT][pick], "+ region control": controlled[pick],
-                      "real scene": stack_images(scenes[:n])},
-        "inversion": {"image": stack_images(inv_scenes[:n]),
-                      f"DDIM inversion, {steps} steps": inversion_eval.reconstructions(
-                          model, inv_scenes[:n], "ddim", steps),
-                      f"AIDI-A, {steps} steps": inversion_eval.reconstructions(
-                          model, inv_scenes[:n], "aidi-a", steps)},
-        "editing": {"image": stack_images(edit_scenes[:n]),
-                    **{f"mask: {m}": edited[e][:n] for m, e in edits.items()}},
+        "synthesis": {
+            "strokes": stack_images(scenes[:n], "strokes"),
+            f"SDEdit ({sdedit.setting})": images[sdedit][pick],
+            "GradOP+": images[GRADOP_PLUS_DEFAULT][pick],
+            "+ region control": controlled[pick],
+            "real scene": stack_images(scenes[:n]),
+        },
+        "inversion": {
+            "image": stack_images(inv_scenes[:n]),
+            f"DDIM inversion, {steps} steps": inversion_eval.reconstructions(
+                model, inv_scenes[:n], "ddim", steps
+            ),
+            f"AIDI-A, {steps} steps": inversion_eval.reconstructions(model, inv_scenes[:n], "aidi-a", steps),
+        },
+        "editing": {
+            "image": stack_images(edit_scenes[:n]),
+            **{f"mask: {m}": edited[e][:n] for m, e in edits.items()},
+        },
     }
 
 
@@ -318,7 +393,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     plan, name = (QUICK, "quick") if args.quick else (FULL, "full")
-    report = run_report(model, classifier, plan, Path(args.out), model_folder=folder, plan_name=name,
-                        plots=not args.no_plots)
+    report = run_report(
+        model, classifier, plan, Path(args.out), model_folder=folder, plan_name=name, plots=not args.no_plots
+    )
     print(json.dumps(report["claims"], indent=2))
     return 0

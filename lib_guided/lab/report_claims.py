@@ -14,8 +14,11 @@ def _inversion_row(report: dict, solver: str, steps: int) -> dict:
 def gradop_plus_vs_sdedit(report: dict) -> dict:
     """GradOP+ (default settings) against SDEdit's strength sweep interpolated to the same faithfulness."""
     sdedit = [r for r in report["synthesis"] if r["method"] == "sdedit"]
-    ours = next(r for r in report["synthesis"]
-                if r["method"] == "gradop+" and r["setting"] == GRADOP_PLUS_DEFAULT.setting)
+    ours = next(
+        r
+        for r in report["synthesis"]
+        if r["method"] == "gradop+" and r["setting"] == GRADOP_PLUS_DEFAULT.setting
+    )
     matched = sdedit_at(ours["faithfulness_mse"], sdedit)
     faithfulness = [r["faithfulness_mse"] for r in sdedit]
     return {
@@ -43,8 +46,11 @@ def aidi_vs_ddim(report: dict, steps: int = 10) -> dict:
 
 def region_control(report: dict) -> dict:
     b = report["binding"]
-    return {"without": b["without_control"], "with": b["with_control"],
-            "gain": b["with_control"] - b["without_control"]}
+    return {
+        "without": b["without_control"],
+        "with": b["with_control"],
+        "gain": b["with_control"] - b["without_control"],
+    }
 
 
 def decoders(report: dict) -> list[dict]:
@@ -55,14 +61,16 @@ def decoders(report: dict) -> list[dict]:
     for decoder in DECODERS:
         row = by_setting.get(gradop_plus(decoder=decoder).setting)
         if row is not None:
-            out.append({
-                "decoder": decoder,
-                "faithfulness_mse": row["faithfulness_mse"],
-                "realism_fd": row["realism_fd"],
-                "faithfulness_change": row["faithfulness_mse"] / full["faithfulness_mse"] - 1,
-                "realism_change": row["realism_fd"] / full["realism_fd"] - 1,
-                "seconds_per_scene": row["seconds_per_scene"],
-            })
+            out.append(
+                {
+                    "decoder": decoder,
+                    "faithfulness_mse": row["faithfulness_mse"],
+                    "realism_fd": row["realism_fd"],
+                    "faithfulness_change": row["faithfulness_mse"] / full["faithfulness_mse"] - 1,
+                    "realism_change": row["realism_fd"] / full["realism_fd"] - 1,
+                    "seconds_per_scene": row["seconds_per_scene"],
+                }
+            )
     return out
 
 
@@ -76,14 +84,18 @@ def early_exit(report: dict, solver: str = "aidi-a", tolerance_db: float = 0.3) 
         reference = next(r for r in at if r["exit"].endswith("iterations"))
         close = [r for r in at if r is not reference and r["psnr"] >= reference["psnr"] - tolerance_db]
         best = max(close, key=lambda r: r["tol"]) if close else None
-        out.append({
-            "solver": solver, "steps": steps, "reference": reference["exit"],
-            "reference_psnr": reference["psnr"],
-            "reference_evals_per_step": reference["model_evals_per_step"],
-            "loosest_tol_within": best["tol"] if best else None,
-            "psnr": best["psnr"] if best else None,
-            "model_evals_per_step": best["model_evals_per_step"] if best else None,
-        })
+        out.append(
+            {
+                "solver": solver,
+                "steps": steps,
+                "reference": reference["exit"],
+                "reference_psnr": reference["psnr"],
+                "reference_evals_per_step": reference["model_evals_per_step"],
+                "loosest_tol_within": best["tol"] if best else None,
+                "psnr": best["psnr"] if best else None,
+                "model_evals_per_step": best["model_evals_per_step"] if best else None,
+            }
+        )
     return out
 
 

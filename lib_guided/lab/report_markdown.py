@@ -42,15 +42,20 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
     def cell(v) -> str:
         return f"{v:.4g}" if isinstance(v, float) else str(v)
 
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-            *("| " + " | ".join(cell(v) for v in row) + " |" for row in rows)]
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(cell(v) for v in row) + " |" for row in rows),
+    ]
 
 
 def _texture_yardsticks(report: dict) -> list[list]:
-    names = {"real_vs_real_texture_fd": "texture FD real vs real (same N)",
-             "vae_vs_real_texture_fd": "texture FD VAE round trip vs real",
-             "blurred_vs_real_texture_fd": "texture FD blurred real (sigma 1) vs real",
-             "strokes_vs_real_texture_fd": "texture FD strokes vs real"}
+    names = {
+        "real_vs_real_texture_fd": "texture FD real vs real (same N)",
+        "vae_vs_real_texture_fd": "texture FD VAE round trip vs real",
+        "blurred_vs_real_texture_fd": "texture FD blurred real (sigma 1) vs real",
+        "strokes_vs_real_texture_fd": "texture FD strokes vs real",
+    }
     return [[label, report[key]] for key, label in names.items() if key in report]
 
 
@@ -66,17 +71,26 @@ def _model_quality(q: dict | None) -> list[str]:
     steps = q["unet_steps"] if q["unet_steps"] is not None else "?"
     seconds = f"{q['train_seconds']:.0f} s" if q["train_seconds"] is not None else "? s"
     return [
-        "## Model quality (text-only samples, no strokes)", "",
-        *_table(["quantity", "value"], [
-            ["caption accuracy (every object and the background)", q["caption_accuracy"]],
-            ["captioned objects found", q.get("caption_object_accuracy", "-")],
-            ["background right", q.get("caption_background_accuracy", "-")],
-            ["caption accuracy of the real scenes (judge's ceiling)", q.get("real_caption_accuracy", "-")],
-            ["FD (classifier features)", _or_dash(fd.get("realism_fd"))],
-            ["texture FD", _or_dash(fd.get("texture_fd"))],
-        ]), "",
+        "## Model quality (text-only samples, no strokes)",
+        "",
+        *_table(
+            ["quantity", "value"],
+            [
+                ["caption accuracy (every object and the background)", q["caption_accuracy"]],
+                ["captioned objects found", q.get("caption_object_accuracy", "-")],
+                ["background right", q.get("caption_background_accuracy", "-")],
+                [
+                    "caption accuracy of the real scenes (judge's ceiling)",
+                    q.get("real_caption_accuracy", "-"),
+                ],
+                ["FD (classifier features)", _or_dash(fd.get("realism_fd"))],
+                ["texture FD", _or_dash(fd.get("texture_fd"))],
+            ],
+        ),
+        "",
         f"UNet: {steps} training steps, {seconds} on {q['device'] or '?'}; "
-        f"{q.get('caption_images', '?')} samples.", "",
+        f"{q.get('caption_images', '?')} samples.",
+        "",
     ]
 
 
@@ -85,10 +99,13 @@ def render(report: dict) -> str:
     g, a, r = c["gradop_plus_vs_sdedit"], c["aidi_vs_ddim"], c["region_control"]
     truth = report["editing_ground_truth"]
     lines = [
-        "# Quality lab report", "",
+        "# Quality lab report",
+        "",
         f"Model: `{report['model']}` ({report.get('model_note', '')}); plan: {report['plan_name']}; "
-        f"{report['seconds']:.0f} s on {report['threads']} thread(s).", "",
-        "## Claims", "",
+        f"{report['seconds']:.0f} s on {report['threads']} thread(s).",
+        "",
+        "## Claims",
+        "",
         f"- **GradOP+ vs SDEdit at matched faithfulness**: GradOP+ FD {g['gradop_plus_fd']:.3g} at stroke "
         f"MSE {g['gradop_plus_faithfulness_mse']:.3g}; SDEdit interpolated to that MSE: FD "
         f"{g['sdedit_fd_at_same_faithfulness']:.3g} (ratio {g['fd_ratio']:.2f}; inside SDEdit's sweep: "
@@ -99,49 +116,117 @@ def render(report: dict) -> str:
         f"{a['ddim_model_evals']:.0f} model evaluations).",
         f"- **Region control**: binding accuracy {r['without']:.3f} without, {r['with']:.3f} with "
         f"(real images {report['binding']['real_images']:.3f}, VAE round trip "
-        f"{report['binding']['vae_round_trip']:.3f}; {report['binding']['objects']} objects).", "",
-        "## Metric yardsticks", "",
-        *_table(["quantity", "value"], [
-            ["FD real vs real (same N)", report["real_vs_real_fd"]],
-            ["FD VAE round trip vs real", report["vae_vs_real_fd"]],
-            ["FD strokes vs real", report["strokes_vs_real_fd"]],
-            ["stroke MSE of the real images", report["real_faithfulness_mse"]],
-            *_texture_yardsticks(report),
-            ["VAE ceiling PSNR (dB)", report["vae_ceiling_psnr"]],
-            ["VAE ceiling SSIM", report.get("vae_ceiling_ssim", float("nan"))],
-            ["edit metric on a ground-truth recolouring", truth["recoloured_success"]],
-            ["edit metric on the unedited image", truth["unedited_success"]],
-        ]), "",
-        "## Synthesis", "",
-        *_table(["method", "setting", "stroke MSE", "FD", "texture FD", "s / scene"],
-                [[s["method"], s["setting"], s["faithfulness_mse"], s["realism_fd"], s.get("texture_fd", "-"),
-                  s["seconds_per_scene"]] for s in report["synthesis"]]), "",
+        f"{report['binding']['vae_round_trip']:.3f}; {report['binding']['objects']} objects).",
+        "",
+        "## Metric yardsticks",
+        "",
+        *_table(
+            ["quantity", "value"],
+            [
+                ["FD real vs real (same N)", report["real_vs_real_fd"]],
+                ["FD VAE round trip vs real", report["vae_vs_real_fd"]],
+                ["FD strokes vs real", report["strokes_vs_real_fd"]],
+                ["stroke MSE of the real images", report["real_faithfulness_mse"]],
+                *_texture_yardsticks(report),
+                ["VAE ceiling PSNR (dB)", report["vae_ceiling_psnr"]],
+                ["VAE ceiling SSIM", report.get("vae_ceiling_ssim", float("nan"))],
+                ["edit metric on a ground-truth recolouring", truth["recoloured_success"]],
+                ["edit metric on the unedited image", truth["unedited_success"]],
+            ],
+        ),
+        "",
+        "## Synthesis",
+        "",
+        *_table(
+            ["method", "setting", "stroke MSE", "FD", "texture FD", "s / scene"],
+            [
+                [
+                    s["method"],
+                    s["setting"],
+                    s["faithfulness_mse"],
+                    s["realism_fd"],
+                    s.get("texture_fd", "-"),
+                    s["seconds_per_scene"],
+                ]
+                for s in report["synthesis"]
+            ],
+        ),
+        "",
         *_model_quality(report.get("model_quality")),
-        "## Inversion (inversion CFG 1, tol 1e-3, at most 10 iterations per step)", "",
-        *_table(["solver", "steps", "model evals", "PSNR (dB)", "SSIM", "latent MSE"],
-                [[i["solver"], i["steps"], i["model_evals"], i["psnr"], i.get("ssim", float("nan")),
-                  i["latent_mse"]] for i in report["inversion"]]), "",
-        "## Gradient decoders (GradOP+ strength 0.8, N 12)", "",
-        *_table(["decoder", "stroke MSE", "FD", "stroke MSE vs full", "FD vs full", "s / scene"],
-                [[d["decoder"], d["faithfulness_mse"], d["realism_fd"], f"{d['faithfulness_change']:+.1%}",
-                  f"{d['realism_change']:+.1%}", d["seconds_per_scene"]] for d in c["decoders"]]), "",
-        "## Inversion early exit (iteration cap 10; the last rows run a fixed number of iterations)", "",
-        *_table(["solver", "steps", "exit", "model evals / step", "PSNR (dB)", "converged"],
-                [[e["solver"], e["steps"], e["exit"], e["model_evals_per_step"], e["psnr"],
-                  e["converged_fraction"] if e["converged_fraction"] is not None else "-"]
-                 for e in report.get("inversion_early_exit", [])]), "",
-        *(f"- AIDI-A at {e['steps']} steps: the loosest tolerance within 0.3 dB of {e['reference']} "
-          f"({e['reference_psnr']:.2f} dB) is {e['loosest_tol_within']:g}: {e['psnr']:.2f} dB at "
-          f"{e['model_evals_per_step']:.2f} model evaluations per step."
-          if e["loosest_tol_within"] is not None else
-          f"- AIDI-A at {e['steps']} steps: no tolerance came within 0.3 dB of {e['reference']}."
-          for e in c["early_exit"]), "",
-        "## Editing (one object recoloured by its colour word)", "",
-        *_table(["solver", "steps", "blend mask", "edit success", "PSNR outside the object (dB)"],
-                [[e["solver"], e["steps"], e["mask"], e["edit_success"], e["background_psnr"]]
-                 for e in report["editing"]]), "",
+        "## Inversion (inversion CFG 1, tol 1e-3, at most 10 iterations per step)",
+        "",
+        *_table(
+            ["solver", "steps", "model evals", "PSNR (dB)", "SSIM", "latent MSE"],
+            [
+                [
+                    i["solver"],
+                    i["steps"],
+                    i["model_evals"],
+                    i["psnr"],
+                    i.get("ssim", float("nan")),
+                    i["latent_mse"],
+                ]
+                for i in report["inversion"]
+            ],
+        ),
+        "",
+        "## Gradient decoders (GradOP+ strength 0.8, N 12)",
+        "",
+        *_table(
+            ["decoder", "stroke MSE", "FD", "stroke MSE vs full", "FD vs full", "s / scene"],
+            [
+                [
+                    d["decoder"],
+                    d["faithfulness_mse"],
+                    d["realism_fd"],
+                    f"{d['faithfulness_change']:+.1%}",
+                    f"{d['realism_change']:+.1%}",
+                    d["seconds_per_scene"],
+                ]
+                for d in c["decoders"]
+            ],
+        ),
+        "",
+        "## Inversion early exit (iteration cap 10; the last rows run a fixed number of iterations)",
+        "",
+        *_table(
+            ["solver", "steps", "exit", "model evals / step", "PSNR (dB)", "converged"],
+            [
+                [
+                    e["solver"],
+                    e["steps"],
+                    e["exit"],
+                    e["model_evals_per_step"],
+                    e["psnr"],
+                    e["converged_fraction"] if e["converged_fraction"] is not None else "-",
+                ]
+                for e in report.get("inversion_early_exit", [])
+            ],
+        ),
+        "",
+        *(
+            f"- AIDI-A at {e['steps']} steps: the loosest tolerance within 0.3 dB of {e['reference']} "
+            f"({e['reference_psnr']:.2f} dB) is {e['loosest_tol_within']:g}: {e['psnr']:.2f} dB at "
+            f"{e['model_evals_per_step']:.2f} model evaluations per step."
+            if e["loosest_tol_within"] is not None
+            else f"- AIDI-A at {e['steps']} steps: no tolerance came within 0.3 dB of {e['reference']}."
+            for e in c["early_exit"]
+        ),
+        "",
+        "## Editing (one object recoloured by its colour word)",
+        "",
+        *_table(
+            ["solver", "steps", "blend mask", "edit success", "PSNR outside the object (dB)"],
+            [
+                [e["solver"], e["steps"], e["mask"], e["edit_success"], e["background_psnr"]]
+                for e in report["editing"]
+            ],
+        ),
+        "",
         METHOD,
-        "## Plots", "",
-        *(f"- {title}: ![{name}]({name})" for name, title in PLOTS.items()), "",
+        "## Plots",
+        "",
+        *(f"- {title}: ![{name}]({name})" for name, title in PLOTS.items()),
+        "",
     ]
     return "\n".join(lines)

@@ -37,9 +37,14 @@ def realism_vs_faithfulness(report: dict, path: Path) -> None:
     for method in ("gradop+", "gradop", "text"):
         rows = [r for r in report["synthesis"] if r["method"] == method]
         if rows:
-            ax.scatter([r["faithfulness_mse"] for r in rows], [r["realism_fd"] for r in rows],
-                       marker=MARKERS[method], s=90, label="text only" if method == "text" else method.upper()
-                       .replace("GRADOP", "GradOP"), zorder=3)
+            ax.scatter(
+                [r["faithfulness_mse"] for r in rows],
+                [r["realism_fd"] for r in rows],
+                marker=MARKERS[method],
+                s=90,
+                label="text only" if method == "text" else method.upper().replace("GRADOP", "GradOP"),
+                zorder=3,
+            )
             for r in rows if method != "text" else []:
                 ax.annotate(r["setting"], (r["faithfulness_mse"], r["realism_fd"]), fontsize=7)
     ax.axhline(report["real_vs_real_fd"], color="grey", ls="--", lw=1, label="real vs real")

@@ -50,8 +50,9 @@ def region_colours(rng: np.random.Generator, image: np.ndarray, regions: np.ndar
     return np.stack(colours)
 
 
-def paint_strokes(rng: np.random.Generator, image: np.ndarray, background: np.ndarray, masks: list,
-                  solid: list[bool]):
+def paint_strokes(
+    rng: np.random.Generator, image: np.ndarray, background: np.ndarray, masks: list, solid: list[bool]
+):
     """Stroke painting of a scene.
 
     ``background`` is the bool ground mask of the clean scene (sky elsewhere), ``masks`` the bool

@@ -32,13 +32,26 @@ class SynthesisSetting:
     decoder: str = "full"  # what GradOP+'s gradient goes through (lib_guided.gradop.decoders.factory)
 
     def gradop(self) -> GradOPSettings:
-        return GradOPSettings(strength=self.strength, injection_steps=self.injection_steps,
-                              adam_steps=self.adam_steps, lr=self.lr)
+        return GradOPSettings(
+            strength=self.strength,
+            injection_steps=self.injection_steps,
+            adam_steps=self.adam_steps,
+            lr=self.lr,
+        )
 
 
-def synthesise(model: DiffusionModel, scenes: Sequence[Scene], setting: SynthesisSetting, *, steps: int,
-               cfg: float, seed: int, per_scene: int = 1, bind_objects: bool = False,
-               region_weight: float = 0.0) -> torch.Tensor:
+def synthesise(
+    model: DiffusionModel,
+    scenes: Sequence[Scene],
+    setting: SynthesisSetting,
+    *,
+    steps: int,
+    cfg: float,
+    seed: int,
+    per_scene: int = 1,
+    bind_objects: bool = False,
+    region_weight: float = 0.0,
+) -> torch.Tensor:
     """``per_scene`` images per scene [N * per_scene, 3, 64, 64] (scene-major, see repeat_scenes), prompt =
     the scene's caption, noise seed = seed + index, so every setting starts each scene from the same noise.
     A second image of the same prompt costs ~0.4 of the first (one batched call), hence per_scene.
@@ -47,13 +60,22 @@ def synthesise(model: DiffusionModel, scenes: Sequence[Scene], setting: Synthesi
     images = []
     for k, scene in enumerate(scenes):
         result = generate(
-            model, scene.caption, strokes=scene.strokes,
+            model,
+            scene.caption,
+            strokes=scene.strokes,
             palette=object_bindings(scene) if bind_objects else (),
-            method=setting.method, width=SIZE, height=SIZE, steps=steps, cfg=cfg, seed=seed + k,
+            method=setting.method,
+            width=SIZE,
+            height=SIZE,
+            steps=steps,
+            cfg=cfg,
+            seed=seed + k,
             batch_size=per_scene,
-            gradop=setting.gradop(), relaxed_steps=setting.relaxed_steps,
-            settings=StrokeSettings(decoder=setting.decoder, region_weight=region_weight,
-                                    colour_tolerance=STROKE_COLOUR_TOLERANCE),
+            gradop=setting.gradop(),
+            relaxed_steps=setting.relaxed_steps,
+            settings=StrokeSettings(
+                decoder=setting.decoder, region_weight=region_weight, colour_tolerance=STROKE_COLOUR_TOLERANCE
+            ),
         )
         images.append(result.images)
     return torch.cat(images)
@@ -64,9 +86,13 @@ def repeat_scenes(scenes: Sequence[Scene], per_scene: int) -> list[Scene]:
     return [s for s in scenes for _ in range(per_scene)]
 
 
-def score_synthesis(images: torch.Tensor, scenes: Sequence[Scene], classifier: LabClassifier,
-                    reference_features: torch.Tensor,
-                    texture_reference: torch.Tensor | None = None) -> dict[str, float]:
+def score_synthesis(
+    images: torch.Tensor,
+    scenes: Sequence[Scene],
+    classifier: LabClassifier,
+    reference_features: torch.Tensor,
+    texture_reference: torch.Tensor | None = None,
+) -> dict[str, float]:
     """Mean blurred-stroke MSE (faithfulness), Fréchet distance to the real reference in the classifier's
     feature space (realism_fd) and, given the reference's texture features (lib_guided.lab.realism), in
     texture statistics (texture_fd: realism that does not depend on the labels)."""

@@ -28,16 +28,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--vae-from", help="pipeline folder whose trained VAE to reuse (skips VAE training)")
     p.add_argument("--checkpoint-every", type=int, help="UNet steps between checkpoints")
     p.add_argument("--init-from", help="pipeline folder whose UNet and text encoder to start from")
-    p.add_argument("--resume", help="training-state folder (kept outside the shipped model): loaded when it "
-                                    "holds a state, written at every checkpoint")
+    p.add_argument(
+        "--resume",
+        help="training-state folder (kept outside the shipped model): loaded when it "
+        "holds a state, written at every checkpoint",
+    )
     p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (warmup, then cosine to 0.1x)")
     p.add_argument("--warmup", type=int, help="warmup steps (default min(500, steps/10))")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--min-snr-gamma", type=float, help="min-SNR loss weighting (paper: 5); off if unset")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--max-minutes", type=float, default=85.0,
-                   help="wall-clock budget: each stage cuts its steps short (keeping what it has) when its "
-                        "share is spent")
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=85.0,
+        help="wall-clock budget: each stage cuts its steps short (keeping what it has) when its "
+        "share is spent",
+    )
     return p.parse_args(argv)
 
 

@@ -72,8 +72,16 @@ def object_loss(net: ObjectNet, data: ClassifierData, rows: torch.Tensor, gen: t
     return F.cross_entropy(shape, data.shape[rows]) + F.cross_entropy(colour, data.colour[rows])
 
 
-def _train(net: torch.nn.Module, loss_fn: Callable[[torch.Tensor, int], torch.Tensor], population: int,
-           steps: int, batch: int, gen: torch.Generator, log: Callable[[str], None], name: str) -> None:
+def _train(
+    net: torch.nn.Module,
+    loss_fn: Callable[[torch.Tensor, int], torch.Tensor],
+    population: int,
+    steps: int,
+    batch: int,
+    gen: torch.Generator,
+    log: Callable[[str], None],
+    name: str,
+) -> None:
     optimiser = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
     schedule = _schedule(optimiser, steps)
     net.train()
@@ -111,8 +119,9 @@ def validate(model: LabClassifier, data: ClassifierData) -> dict[str, float]:
     }
 
 
-def train_classifier(out: Path = WEIGHTS, seed: int = 0, plan: dict | None = None,
-                     log: Callable[[str], None] = print) -> dict:
+def train_classifier(
+    out: Path = WEIGHTS, seed: int = 0, plan: dict | None = None, log: Callable[[str], None] = print
+) -> dict:
     """Train both networks, save them to ``out`` (safetensors) and return the validation report."""
     from safetensors.torch import save_file
 
@@ -125,14 +134,34 @@ def train_classifier(out: Path = WEIGHTS, seed: int = 0, plan: dict | None = Non
     log(f"data: {len(train.images)} train / {len(val.images)} val scenes, {time.time() - started:.1f} s")
 
     scene_net, object_net = SceneNet(), ObjectNet()
-    _train(scene_net, lambda idx, step: scene_loss(scene_net, train, idx, flip=step % 2 == 1),
-           len(train.images), plan["scene_steps"], plan["batch"], gen, log, "scene")
-    _train(object_net, lambda rows, _: object_loss(object_net, train, rows, gen),
-           len(train.shape), plan["object_steps"], 2 * plan["batch"], gen, log, "object")
+    _train(
+        scene_net,
+        lambda idx, step: scene_loss(scene_net, train, idx, flip=step % 2 == 1),
+        len(train.images),
+        plan["scene_steps"],
+        plan["batch"],
+        gen,
+        log,
+        "scene",
+    )
+    _train(
+        object_net,
+        lambda rows, _: object_loss(object_net, train, rows, gen),
+        len(train.shape),
+        plan["object_steps"],
+        2 * plan["batch"],
+        gen,
+        log,
+        "object",
+    )
     model = LabClassifier(scene_net, object_net)
     model.set_feature_statistics(val.float_images(torch.arange(len(val.images))))
-    report = {"seed": seed, "plan": plan, "seconds": round(time.time() - started, 1),
-              "validation": validate(model, val)}
+    report = {
+        "seed": seed,
+        "plan": plan,
+        "seconds": round(time.time() - started, 1),
+        "validation": validate(model, val),
+    }
     metadata = {"report": json.dumps(report)}
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     save_file(model.state_dict(), str(out), metadata=metadata)

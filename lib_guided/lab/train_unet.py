@@ -41,8 +41,13 @@ def encode_latents(vae, images_u8: np.ndarray, batch: int = 256):
 
 def tokenize(tokenizer, captions: list[str]) -> torch.Tensor:
     """SD-style ids: BOS, words, EOS, padded with EOS to the tokenizer's max length."""
-    return tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length,
-                     truncation=True, return_tensors="pt").input_ids
+    return tokenizer(
+        captions,
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    ).input_ids
 
 
 def min_snr_weights(scheduler, t: torch.Tensor, gamma: float | None) -> torch.Tensor:
@@ -54,8 +59,9 @@ def min_snr_weights(scheduler, t: torch.Tensor, gamma: float | None) -> torch.Te
     return torch.clamp(snr, max=gamma) / snr
 
 
-def diffusion_loss(unet, text_encoder, scheduler, latents, ids, gen: torch.Generator,
-                   min_snr_gamma: float | None = None):
+def diffusion_loss(
+    unet, text_encoder, scheduler, latents, ids, gen: torch.Generator, min_snr_gamma: float | None = None
+):
     noise = torch.randn(latents.shape, generator=gen)
     t = torch.randint(0, scheduler.config.num_train_timesteps, (len(latents),), generator=gen)
     noisy = scheduler.add_noise(latents, noise, t)
@@ -66,14 +72,31 @@ def diffusion_loss(unet, text_encoder, scheduler, latents, ids, gen: torch.Gener
     return (per_sample * min_snr_weights(scheduler, t, min_snr_gamma).to(device)).mean()
 
 
-def save_state(folder: Path, models, ema: EMA, opt, sched, gen: torch.Generator, step: int,
-               seconds: float, lineage: dict | None = None) -> None:
+def save_state(
+    folder: Path,
+    models,
+    ema: EMA,
+    opt,
+    sched,
+    gen: torch.Generator,
+    step: int,
+    seconds: float,
+    lineage: dict | None = None,
+) -> None:
     """Everything needed to continue bit-for-bit, written to a temporary file and then swapped in.
     ``lineage`` (e.g. the steps of the run the weights were initialised from) travels with it."""
     folder.mkdir(parents=True, exist_ok=True)
-    state = {"step": step, "seconds": seconds, "lineage": lineage or {}, "models": models.state_dict(),
-             "ema": ema.model.state_dict(), "ema_updates": ema.updates, "opt": opt.state_dict(),
-             "sched": sched.state_dict(), "gen": gen.get_state()}
+    state = {
+        "step": step,
+        "seconds": seconds,
+        "lineage": lineage or {},
+        "models": models.state_dict(),
+        "ema": ema.model.state_dict(),
+        "ema_updates": ema.updates,
+        "opt": opt.state_dict(),
+        "sched": sched.state_dict(),
+        "gen": gen.get_state(),
+    }
     tmp = folder / (STATE_FILE + ".saving")
     torch.save(state, tmp)
     tmp.replace(folder / STATE_FILE)
@@ -103,12 +126,32 @@ def load_state(folder: Path, models, ema: EMA, opt, sched, gen: torch.Generator)
     return int(state["step"]), float(state["seconds"])
 
 
-def train_unet(unet, text_encoder, scheduler, latent_mean, latent_std, ids, empty_ids, scaling_factor: float,
-               steps: int, log, gen: torch.Generator, *, batch: int = 32, lr: float = 5e-4,
-               caption_dropout: float = 0.1, ema_decay: float = 0.999, log_every: int = 50,
-               checkpoint=None, checkpoint_every: int = 1000, deadline: float | None = None,
-               min_snr_gamma: float | None = None, state_dir: str | Path | None = None,
-               warmup: int | None = None, lineage: dict | None = None):
+def train_unet(
+    unet,
+    text_encoder,
+    scheduler,
+    latent_mean,
+    latent_std,
+    ids,
+    empty_ids,
+    scaling_factor: float,
+    steps: int,
+    log,
+    gen: torch.Generator,
+    *,
+    batch: int = 32,
+    lr: float = 5e-4,
+    caption_dropout: float = 0.1,
+    ema_decay: float = 0.999,
+    log_every: int = 50,
+    checkpoint=None,
+    checkpoint_every: int = 1000,
+    deadline: float | None = None,
+    min_snr_gamma: float | None = None,
+    state_dir: str | Path | None = None,
+    warmup: int | None = None,
+    lineage: dict | None = None,
+):
     """Train in place; returns (EMA ModuleDict {"unet", "text_encoder"}, steps done, training seconds),
     both counted over every resumed sitting.
 
@@ -146,12 +189,15 @@ def train_unet(unet, text_encoder, scheduler, latent_mean, latent_std, ids, empt
         ema.update(models)
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         if step % log_every == 0 or step == steps - 1:
-            log(f"unet step {step}/{steps} loss {running:.4f} (last {loss.item():.4f}) "
-                f"lr {sched.get_last_lr()[0]:.2e} {(time.time() - started) / (step + 1 - first):.3f} s/step")
+            log(
+                f"unet step {step}/{steps} loss {running:.4f} (last {loss.item():.4f}) "
+                f"lr {sched.get_last_lr()[0]:.2e} {(time.time() - started) / (step + 1 - first):.3f} s/step"
+            )
         if (step + 1) % checkpoint_every == 0 and step + 1 < steps:
             if state_dir is not None:
-                save_state(state_dir, models, ema, opt, sched, gen, step + 1, before + time.time() - started,
-                           lineage)
+                save_state(
+                    state_dir, models, ema, opt, sched, gen, step + 1, before + time.time() - started, lineage
+                )
             if checkpoint is not None:
                 checkpoint(ema.model, step + 1)
     seconds = before + time.time() - started

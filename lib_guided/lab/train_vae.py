@@ -65,10 +65,25 @@ def reconstruction_psnr(vae, images_u8: np.ndarray, batch: int = 64) -> float:
     return float(np.mean(10.0 * np.log10(255.0**2 / np.maximum(mse, 1e-10))))
 
 
-def train_vae(vae, images: np.ndarray, steps: int, log, gen: torch.Generator, *, batch: int = 32,
-              crop: int = 32, full_batch: int = 16, full_fraction: float = 0.25, lr: float = 1e-3,
-              kl_weight: float = 1e-5, edge_weight: float = 0.5, log_every: int = 50,
-              checkpoint=None, checkpoint_every: int = 1000, budget_seconds: float | None = None):
+def train_vae(
+    vae,
+    images: np.ndarray,
+    steps: int,
+    log,
+    gen: torch.Generator,
+    *,
+    batch: int = 32,
+    crop: int = 32,
+    full_batch: int = 16,
+    full_fraction: float = 0.25,
+    lr: float = 1e-3,
+    kl_weight: float = 1e-5,
+    edge_weight: float = 0.5,
+    log_every: int = 50,
+    checkpoint=None,
+    checkpoint_every: int = 1000,
+    budget_seconds: float | None = None,
+):
     """Train ``vae`` in place on uint8 ``images``; ``checkpoint(vae)`` is called periodically.
 
     With ``budget_seconds``, a slow (busy) machine moves to the whole-image phase after 65% of the
@@ -96,9 +111,11 @@ def train_vae(vae, images: np.ndarray, steps: int, log, gen: torch.Generator, *,
         running = stats if running is None else 0.9 * running + 0.1 * stats
         if step % log_every == 0 or step == steps - 1:
             psnr = 10 * np.log10(4.0 / max(running[1], 1e-10))
-            log(f"vae step {step}/{steps} loss {running[0]:.5f} mse {running[1]:.5f} (~{psnr:.1f} dB) "
+            log(
+                f"vae step {step}/{steps} loss {running[0]:.5f} mse {running[1]:.5f} (~{psnr:.1f} dB) "
                 f"kl {running[2]:.3f} lr {sched.get_last_lr()[0]:.2e} {'full' if whole else 'crop'} "
-                f"{(time.time() - started) / (step + 1):.3f} s/step")
+                f"{(time.time() - started) / (step + 1):.3f} s/step"
+            )
         if checkpoint is not None and (step + 1) % checkpoint_every == 0:
             checkpoint(vae)
     vae.eval()

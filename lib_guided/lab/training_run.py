@@ -59,10 +59,20 @@ def run(args) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log = RunLog(out / "train_log.txt")
-    report = {"seed": args.seed, "threads": args.threads, "plan": plan, "train_dataset_seed": args.seed,
-              "held_out_dataset_seed": args.seed + HELD_OUT_OFFSET, "device": _device_name(device),
-              "recipe": {"lr": args.lr, "batch": args.batch, "min_snr_gamma": args.min_snr_gamma,
-                         "init_from": str(args.init_from) if args.init_from else None}}
+    report = {
+        "seed": args.seed,
+        "threads": args.threads,
+        "plan": plan,
+        "train_dataset_seed": args.seed,
+        "held_out_dataset_seed": args.seed + HELD_OUT_OFFSET,
+        "device": _device_name(device),
+        "recipe": {
+            "lr": args.lr,
+            "batch": args.batch,
+            "min_snr_gamma": args.min_snr_gamma,
+            "init_from": str(args.init_from) if args.init_from else None,
+        },
+    }
     log(f"plan {plan} seed {args.seed} threads {args.threads}")
 
     t0 = time.time()
@@ -84,10 +94,16 @@ def run(args) -> dict:
         log(f"VAE loaded from {args.vae_from}")
     else:
         vae = mc.build_vae()
-        train_vae(vae, data["images"], plan["vae_steps"], log, gen,
-                  checkpoint=lambda m: save_component(out, "vae", m),
-                  checkpoint_every=plan["checkpoint_every"],
-                  budget_seconds=VAE_SHARE * 60.0 * args.max_minutes)
+        train_vae(
+            vae,
+            data["images"],
+            plan["vae_steps"],
+            log,
+            gen,
+            checkpoint=lambda m: save_component(out, "vae", m),
+            checkpoint_every=plan["checkpoint_every"],
+            budget_seconds=VAE_SHARE * 60.0 * args.max_minutes,
+        )
         report["vae_seconds"] = round(time.time() - t0, 1)
         report["vae_seconds_per_step"] = round(report["vae_seconds"] / max(plan["vae_steps"], 1), 3)
     report["params"] = {"vae": mc.parameter_count(vae)}
@@ -104,10 +120,15 @@ def run(args) -> dict:
         vae.register_to_config(scaling_factor=scaling)
     save_component(out, "vae", vae.cpu())
     report["scaling_factor"] = scaling
-    report["latent_stats"] = {"mean": float(latent_mean.mean()), "std": float(latent_mean.std()),
-                              "posterior_std": float(latent_std.mean())}
-    log(f"encoded latents {tuple(latent_mean.shape)} in {time.time() - t0:.1f} s; "
-        f"scaling factor {scaling:.5f}; stats {report['latent_stats']}")
+    report["latent_stats"] = {
+        "mean": float(latent_mean.mean()),
+        "std": float(latent_mean.std()),
+        "posterior_std": float(latent_std.mean()),
+    }
+    log(
+        f"encoded latents {tuple(latent_mean.shape)} in {time.time() - t0:.1f} s; "
+        f"scaling factor {scaling:.5f}; stats {report['latent_stats']}"
+    )
 
     ids = tokenize(tokenizer, data["captions"])
     empty_ids = tokenize(tokenizer, [""])[0]
@@ -124,8 +145,10 @@ def run(args) -> dict:
             steps, seconds = _trained_so_far(Path(args.init_from))
             lineage = {"init_unet_steps": steps, "init_unet_seconds": seconds}
         report.update(lineage)
-        log(f"UNet and text encoder initialised from {args.init_from} "
-            f"({report['init_unet_steps']} steps, {report['init_unet_seconds']:.0f} s of training)")
+        log(
+            f"UNet and text encoder initialised from {args.init_from} "
+            f"({report['init_unet_steps']} steps, {report['init_unet_seconds']:.0f} s of training)"
+        )
     else:
         text_encoder = mc.build_text_encoder(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
         unet = mc.build_unet()
@@ -141,10 +164,24 @@ def run(args) -> dict:
 
     t0 = time.time()
     ema, report["unet_steps_done"], report["unet_seconds"] = train_unet(
-        unet, text_encoder, mc.build_scheduler("ddpm"), latent_mean, latent_std, ids, empty_ids, scaling,
-        plan["unet_steps"], log, gen, checkpoint=checkpoint, checkpoint_every=plan["checkpoint_every"],
+        unet,
+        text_encoder,
+        mc.build_scheduler("ddpm"),
+        latent_mean,
+        latent_std,
+        ids,
+        empty_ids,
+        scaling,
+        plan["unet_steps"],
+        log,
+        gen,
+        checkpoint=checkpoint,
+        checkpoint_every=plan["checkpoint_every"],
         deadline=log.start + 60.0 * args.max_minutes - 60.0,  # a minute left for the final save
-        batch=args.batch, lr=args.lr, min_snr_gamma=args.min_snr_gamma, state_dir=args.resume,
+        batch=args.batch,
+        lr=args.lr,
+        min_snr_gamma=args.min_snr_gamma,
+        state_dir=args.resume,
         warmup=args.warmup,
         lineage={k: report[k] for k in ("init_unet_steps", "init_unet_seconds") if k in report},
     )
@@ -163,8 +200,10 @@ def _trained_so_far(folder: Path) -> tuple[int, float]:
     if not record.is_file():
         return 0, 0.0
     r = json.loads(record.read_text(encoding="utf-8"))
-    return (int(r.get("init_unet_steps", 0)) + int(r.get("unet_steps_done", 0)),
-            float(r.get("init_unet_seconds", 0.0)) + float(r.get("unet_seconds", 0.0)))
+    return (
+        int(r.get("init_unet_steps", 0)) + int(r.get("unet_steps_done", 0)),
+        float(r.get("init_unet_seconds", 0.0)) + float(r.get("unet_seconds", 0.0)),
+    )
 
 
 def _device_name(device: torch.device) -> str:

@@ -154,9 +154,17 @@ def make_scene(seed: int) -> Scene:
     }
     public = [{k: o[k] for k in ("shape", "colour", "bbox", "mask", "centre", "size")} for o in objects]
     return Scene(
-        seed=seed, image=image, caption=describe(objects, background), objects=public,
-        background=background, strokes=strokes, stroke_palette=palette, labels=labels,
-        regions=regions, stroke_regions=stroke_regions, horizon=horizon,
+        seed=seed,
+        image=image,
+        caption=describe(objects, background),
+        objects=public,
+        background=background,
+        strokes=strokes,
+        stroke_palette=palette,
+        labels=labels,
+        regions=regions,
+        stroke_regions=stroke_regions,
+        horizon=horizon,
     )
 
 

@@ -109,8 +109,9 @@ def _fit(strokes: StrokeImage, max_pixels: int) -> StrokeImage:
     new_h, new_w = max(1, int(h * scale)), max(1, int(w * scale))
     rows = (np.arange(new_h) * h) // new_h
     cols = (np.arange(new_w) * w) // new_w
-    return StrokeImage(np.ascontiguousarray(strokes.rgb[rows][:, cols]),
-                       np.ascontiguousarray(strokes.alpha[rows][:, cols]))
+    return StrokeImage(
+        np.ascontiguousarray(strokes.rgb[rows][:, cols]), np.ascontiguousarray(strokes.alpha[rows][:, cols])
+    )
 
 
 def _check_header_size(image: Image.Image, field: str, max_pixels: int) -> None:
@@ -147,15 +148,25 @@ def _from_string(text: str, field: str, max_pixels: int) -> StrokeImage:
 
 
 def _from_bytes(data: bytes, field: str, max_pixels: int) -> StrokeImage:
-    return _decode(lambda: Image.open(io.BytesIO(data)), field, max_pixels,
-                   "could not decode image data (not a recognised image format)", "image data")
+    return _decode(
+        lambda: Image.open(io.BytesIO(data)),
+        field,
+        max_pixels,
+        "could not decode image data (not a recognised image format)",
+        "image data",
+    )
 
 
 def _from_file(path: Path, field: str, max_pixels: int) -> StrokeImage:
     if not path.is_file():
         raise GuidedInputError(field, f"image file not found: {str(path)!r}")
-    return _decode(lambda: Image.open(path), field, max_pixels,
-                   f"could not decode image file {str(path)!r}", f"image file {str(path)!r}")
+    return _decode(
+        lambda: Image.open(path),
+        field,
+        max_pixels,
+        f"could not decode image file {str(path)!r}",
+        f"image file {str(path)!r}",
+    )
 
 
 def _decode(open_image, field: str, max_pixels: int, unrecognised: str, what: str) -> StrokeImage:

@@ -193,8 +193,12 @@ class BlurPainting:
 
     name = "blur"
 
-    def __init__(self, kernel_size: int | None = None, sigma: float | None = None,
-                 size_at_512: int = REFERENCE_KERNEL_SIZE) -> None:
+    def __init__(
+        self,
+        kernel_size: int | None = None,
+        sigma: float | None = None,
+        size_at_512: int = REFERENCE_KERNEL_SIZE,
+    ) -> None:
         if kernel_size is not None:
             _check_odd_size(kernel_size, "kernel_size")
         if sigma is not None:
@@ -218,8 +222,10 @@ class BlurPainting:
         return gaussian_blur(image, *self.kernel_for(image.shape[2], image.shape[3]))
 
     def __repr__(self) -> str:
-        return (f"BlurPainting(kernel_size={self.kernel_size}, sigma={self.sigma}, "
-                f"size_at_512={self.size_at_512})")
+        return (
+            f"BlurPainting(kernel_size={self.kernel_size}, sigma={self.sigma}, "
+            f"size_at_512={self.size_at_512})"
+        )
 
 
 class MedianQuantizePainting:

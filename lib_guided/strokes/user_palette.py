@@ -117,8 +117,10 @@ def _check_phrase(phrase: Any, field: str) -> str:
     syntax = _PROMPT_SYNTAX.search(phrase)
     if syntax:
         raise GuidedInputError(
-            field, f"contains prompt syntax {syntax.group()!r}; a phrase is plain words (it is matched in, "
-            "or appended to, the prompt as text)")
+            field,
+            f"contains prompt syntax {syntax.group()!r}; a phrase is plain words (it is matched in, "
+            "or appended to, the prompt as text)",
+        )
     return phrase.strip()
 
 

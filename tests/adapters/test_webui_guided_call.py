@@ -134,8 +134,9 @@ def test_phases_run_on_their_own_step_from_the_denoisers_call_count(tiny_model, 
         return x + (x - denoised) / float(s) * float(s_next - s)
 
     gradop = make_call(tiny_model, steps)
-    with guided_sampler_call(sampler, tiny_model, gradop, None, False,
-                             lambda: denoiser_step(sampler.model_wrap_cfg)):
+    with guided_sampler_call(
+        sampler, tiny_model, gradop, None, False, lambda: denoiser_step(sampler.model_wrap_cfg)
+    ):
         for i, (s, s_next) in enumerate(zip(sigmas[:-1], sigmas[1:], strict=True)):
             x = sample_step(sampler.model_wrap_cfg, x, s, s_next, i)
     assert all(i == step for i, step in seen)

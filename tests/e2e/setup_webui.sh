@@ -65,7 +65,9 @@ log "openai/CLIP from repositories/CLIP (what launch_utils installs as the 'clip
 $PIP install -c "$CONSTRAINTS" --no-deps --no-build-isolation "$WEBUI_ROOT/repositories/CLIP"
 
 log "our requirements and the test tools (playwright: the Python package only, no browser download)"
-$PIP install -c "$CONSTRAINTS" -r "$REPO/requirements.txt" \
+# the runtime dependencies as pyproject.toml declares them (the WebUI already satisfies all but OpenCV)
+mapfile -t RUNTIME < <("$VPY" -c 'import sys, tomllib; print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]))' "$REPO/pyproject.toml")
+$PIP install -c "$CONSTRAINTS" "${RUNTIME[@]}" \
     webuiapi==0.9.17 playwright==1.65.2 pytest==9.2.0 requests
 
 log "torchvision: fake-kernel registrations only when its C++ ops are loaded"

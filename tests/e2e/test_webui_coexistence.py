@@ -42,15 +42,41 @@ def regional_prompter(calc: str) -> dict:
     # base, use common, use negative common, calc mode, options, LoRA negative text encoder, LoRA negative
     # U-Net, threshold, mask, LoRA stop step, LoRA hires stop step, flip (scripts/rp.py, Script.ui's
     # return list)
-    args = [True, False, "Matrix", "Columns", "Mask", "Prompt", "1,1", "0.2", False, False, False, calc,
-            [], "0", "0", "0.4", None, "0", "0", False]
+    args = [
+        True,
+        False,
+        "Matrix",
+        "Columns",
+        "Mask",
+        "Prompt",
+        "1,1",
+        "0.2",
+        False,
+        False,
+        False,
+        calc,
+        [],
+        "0",
+        "0",
+        "0.4",
+        None,
+        "0",
+        "0",
+        False,
+    ]
     return {RP_TITLE: {"args": args}}
 
 
 def txt2img(server, prompt="a red barn", cfg_scale=5.0, **kw):
     """One 128x128, 6-step Euler job, seed 1; webuiapi raises RuntimeError(status, text) unless HTTP 200."""
     return server.api.txt2img(
-        prompt=prompt, seed=1, sampler_name="Euler", width=SIZE, height=SIZE, steps=6, cfg_scale=cfg_scale,
+        prompt=prompt,
+        seed=1,
+        sampler_name="Euler",
+        width=SIZE,
+        height=SIZE,
+        steps=6,
+        cfg_scale=cfg_scale,
         **kw,
     )
 
@@ -99,9 +125,11 @@ def test_dynamic_thresholding_with_strokes(sd1_with_others):
     assert "Guided stroke loss:" in info and "Guided mode: strokes" in info, info
     assert "Dynamic thresholding enabled: True" in info and "Mimic scale: 5.0" in info, info
     assert "Sampler: Euler," in info, info  # DT's renamed sampler is reported under its own name
-    print(f"DT alone vs plain {differ(dt, plain):.2f}, ours+DT vs ours {differ(both, ours):.2f} grey levels; "
-          f"stroke MSE plain {stroke_mse(plain.image):.4f} DT {stroke_mse(dt.image):.4f} "
-          f"ours {stroke_mse(ours.image):.4f} ours+DT {stroke_mse(both.image):.4f}")
+    print(
+        f"DT alone vs plain {differ(dt, plain):.2f}, ours+DT vs ours {differ(both, ours):.2f} grey levels; "
+        f"stroke MSE plain {stroke_mse(plain.image):.4f} DT {stroke_mse(dt.image):.4f} "
+        f"ours {stroke_mse(ours.image):.4f} ours+DT {stroke_mse(both.image):.4f}"
+    )
     assert differ(dt, plain) > 0.25  # DT acts at this CFG on its own ...
     assert differ(both, ours) > 0.5 * differ(dt, plain)  # ... and about as much beside ours
     assert stroke_mse(both.image) < stroke_mse(dt.image)  # ours still pulls toward the strokes under DT
@@ -112,17 +140,17 @@ def test_regional_prompter_with_strokes(sd1_with_others, plain_two_regions, ours
     # strokes only: no phrases bound, so none of our region control (which RP's attention mode would bypass)
     server, plain = sd1_with_others, plain_two_regions
     rp = txt2img(server, prompt=TWO_REGIONS, alwayson_scripts=regional_prompter(calc))
-    both = txt2img(
-        server, prompt=TWO_REGIONS, alwayson_scripts={**guided(**OURS), **regional_prompter(calc)}
-    )
+    both = txt2img(server, prompt=TWO_REGIONS, alwayson_scripts={**guided(**OURS), **regional_prompter(calc)})
     info = both.info["infotexts"][0]
     assert "Guided stroke loss:" in info, info
     assert "RP Active: True" in info and "RP Divide mode: Matrix" in info, info
     assert f"RP Calc Mode: {calc}" in info, info
     runs = {"plain": plain, "RP": rp, "ours": ours_two_regions, "ours+RP": both}
     mse = {name: round(stroke_mse(r.image), 4) for name, r in runs.items()}
-    print(f"{calc}: RP alone vs plain {differ(rp, plain):.2f}, ours+RP vs ours "
-          f"{differ(both, ours_two_regions):.2f} grey levels; stroke MSE {mse}")
+    print(
+        f"{calc}: RP alone vs plain {differ(rp, plain):.2f}, ours+RP vs ours "
+        f"{differ(both, ours_two_regions):.2f} grey levels; stroke MSE {mse}"
+    )
     assert differ(rp, plain) > 0.25  # RP splits the prompt into regions on its own ...
     assert differ(both, ours_two_regions) > 0.5 * differ(rp, plain)  # ... and about as much beside ours
     assert stroke_mse(both.image) < stroke_mse(rp.image)

@@ -34,8 +34,10 @@ def _error(server, **named) -> str:
 def test_strings_are_image_data_never_server_paths(sd1, tmp_path):
     existing = tmp_path / "on_the_server.png"
     painting().save(existing)
-    messages = {_error(sd1, strokes=text).split("Guided Synthesis: ")[1].split('"')[0].rstrip("\\")
-                for text in (str(existing), str(tmp_path / "missing.png"), "/etc/passwd")}
+    messages = {
+        _error(sd1, strokes=text).split("Guided Synthesis: ")[1].split('"')[0].rstrip("\\")
+        for text in (str(existing), str(tmp_path / "missing.png"), "/etc/passwd")
+    }
     assert len(messages) == 1  # the same answer whether or not the file exists
     assert NOT_IMAGE_DATA[:40] in messages.pop()
 
@@ -46,15 +48,19 @@ def test_strings_are_image_data_never_server_paths(sd1, tmp_path):
         ({"strokes": STROKES, "palette": 5}, "palette"),
         ({"strokes": STROKES, "palette": [None]}, "palette[0]"),
         ({"strokes": STROKES, "palette": ["abc"]}, "palette[0]"),
-        ({"strokes": STROKES, "palette": [{"color": "#d03030", "phrase": "salt AND pepper"}]},
-         "palette[0].phrase"),
+        (
+            {"strokes": STROKES, "palette": [{"color": "#d03030", "phrase": "salt AND pepper"}]},
+            "palette[0].phrase",
+        ),
         ({"strokes": STROKES, "blur_size": 20}, "blur_size"),
         ({"strokes": STROKES, "decoder": "tiny"}, "decoder"),
         ({"strokes": STROKES, "decoder": "full-checkpointed"}, "decoder"),
         ({"strokes": STROKES, "adam_steps": "1e400"}, "adam_steps"),
         ({"strokes": STROKES, "adam_steps": 10**400}, "adam_steps"),
-        ({"strokes": STROKES, "palette": [{"color": "#d03030", "phrase": "barn", "weight": 10**400}]},
-         "palette[0].weight"),
+        (
+            {"strokes": STROKES, "palette": [{"color": "#d03030", "phrase": "barn", "weight": 10**400}]},
+            "palette[0].weight",
+        ),
     ],
 )
 def test_more_bad_payloads_are_named_errors(sd1, baseline, named, field):
@@ -82,9 +88,15 @@ def test_bindings_with_and_are_refused_and_colour_only_guidance_runs(sd1):
 @pytest.mark.parametrize("hires_pass", ["second", "both"])
 def test_hires_second_pass_with_a_long_prompt_and_a_phrase(sd1, hires_pass):
     result = txt2img(
-        sd1, prompt=LONG_PROMPT, enable_hr=True, hr_scale=1.5, hr_upscaler="Latent", denoising_strength=0.5,
-        alwayson_scripts=guided(strokes=STROKES, hires_pass=hires_pass,
-                                palette=[{"color": "#3050c0", "phrase": "lake"}]),
+        sd1,
+        prompt=LONG_PROMPT,
+        enable_hr=True,
+        hr_scale=1.5,
+        hr_upscaler="Latent",
+        denoising_strength=0.5,
+        alwayson_scripts=guided(
+            strokes=STROKES, hires_pass=hires_pass, palette=[{"color": "#3050c0", "phrase": "lake"}]
+        ),
     )
     assert result.image.size == (int(SIZE * 1.5), int(SIZE * 1.5))
     info = result.info["infotexts"][0]
@@ -94,8 +106,11 @@ def test_hires_second_pass_with_a_long_prompt_and_a_phrase(sd1, hires_pass):
 
 
 def test_edit_mode_with_a_prompt_over_75_tokens(sd1):
-    result = edit_img2img(sd1, prompt=LONG_PROMPT.replace("red", "blue"),
-                          alwayson_scripts=guided(mode="edit", source_prompt=LONG_PROMPT))
+    result = edit_img2img(
+        sd1,
+        prompt=LONG_PROMPT.replace("red", "blue"),
+        alwayson_scripts=guided(mode="edit", source_prompt=LONG_PROMPT),
+    )
     assert "Guided inversion evals:" in result.info["infotexts"][0]
 
 
@@ -104,19 +119,28 @@ def test_long_prompt_with_hires_and_edit_on_sd2_v_and_sdxl(request, checkpoint):
     server = request.getfixturevalue(checkpoint)
     lake = [{"color": "#3050c0", "phrase": "lake"}]
     result = txt2img(
-        server, prompt=LONG_PROMPT, enable_hr=True, hr_scale=1.5, hr_upscaler="Latent",
-        denoising_strength=0.5, alwayson_scripts=guided(strokes=STROKES, hires_pass="both", palette=lake),
+        server,
+        prompt=LONG_PROMPT,
+        enable_hr=True,
+        hr_scale=1.5,
+        hr_upscaler="Latent",
+        denoising_strength=0.5,
+        alwayson_scripts=guided(strokes=STROKES, hires_pass="both", palette=lake),
     )
     info = result.info["infotexts"][0]
     assert "Guided stroke loss:" in info and info.splitlines()[0].endswith(", lake")
-    edited = edit_img2img(server, prompt=LONG_PROMPT.replace("red", "blue"),
-                          alwayson_scripts=guided(mode="edit", source_prompt=LONG_PROMPT))
+    edited = edit_img2img(
+        server,
+        prompt=LONG_PROMPT.replace("red", "blue"),
+        alwayson_scripts=guided(mode="edit", source_prompt=LONG_PROMPT),
+    )
     assert "Guided inversion evals:" in edited.info["infotexts"][0]
 
 
 def test_sdxl_edit_with_the_automatic_mask(sdxl):
-    result = edit_img2img(sdxl, alwayson_scripts=guided(mode="edit", source_prompt="a red barn",
-                                                        blend_mask="auto"))
+    result = edit_img2img(
+        sdxl, alwayson_scripts=guided(mode="edit", source_prompt="a red barn", blend_mask="auto")
+    )
     assert "Guided blend mask: auto" in result.info["infotexts"][0]
 
 

@@ -57,8 +57,12 @@ def _phase(model, decoder_name: str, size: int, judge) -> dict:
     with torch.no_grad():
         before = float(stroke_loss(BlurPainting(), judge.decode(latent).clamp(0, 1), target))
         after = float(stroke_loss(BlurPainting(), judge.decode(w).clamp(0, 1), target))
-    return {"finite": bool(torch.isfinite(w).all()), "reduction": (before - after) / before,
-            "seconds": round(seconds, 3), "peak_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
+    return {
+        "finite": bool(torch.isfinite(w).all()),
+        "reduction": (before - after) / before,
+        "seconds": round(seconds, 3),
+        "peak_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+    }
 
 
 @pytest.mark.parametrize("size", [512, 1024])
@@ -67,8 +71,14 @@ def test_gradop_phase_in_float16_lowers_the_loss_like_float32(models, size, deco
     arch, half, full = models
     ref = _phase(full, decoder, size, full)
     got = _phase(half, decoder, size, full)
-    row = {"arch": arch, "size": size, "decoder": decoder, "float32": ref, "float16": got,
-           "gpu": torch.cuda.get_device_name()}
+    row = {
+        "arch": arch,
+        "size": size,
+        "decoder": decoder,
+        "float32": ref,
+        "float16": got,
+        "gpu": torch.cuda.get_device_name(),
+    }
     RESULTS.append(row)
     out = Path(os.environ.get("GPU_OUT", "docs/bench/gpu"))
     out.mkdir(parents=True, exist_ok=True)

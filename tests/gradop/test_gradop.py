@@ -34,8 +34,13 @@ def test_settings_follow_reference_and_validate():
     assert s.injection_range(50) == range(10, 13)
     # never on the last step, even when K would reach it
     assert GradOPSettings(strength=0.1, injection_steps=5).injection_range(10) == range(9, 9)
-    for field, bad in [("strength", 1.5), ("injection_steps", -1), ("adam_steps", -2), ("lr", 0.0),
-                       ("target", "latent")]:
+    for field, bad in [
+        ("strength", 1.5),
+        ("injection_steps", -1),
+        ("adam_steps", -2),
+        ("lr", 0.0),
+        ("target", "latent"),
+    ]:
         with pytest.raises(GuidedInputError) as err:
             GradOPSettings(**{field: bad})
         assert err.value.field == field and str(err.value).startswith(field)
@@ -49,8 +54,9 @@ def test_optimise_latent_lowers_loss_under_no_grad_and_leaves_weights_alone(tiny
     try:
         latent = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
         with torch.no_grad():
-            w, first, last = optimise_latent(latent, two_colour_target(), tiny_model.decode, BlurPainting(),
-                                             steps=12, lr=0.1)
+            w, first, last = optimise_latent(
+                latent, two_colour_target(), tiny_model.decode, BlurPainting(), steps=12, lr=0.1
+            )
         assert not w.requires_grad
         assert last < 0.85 * first, (first, last)  # measured: 0.112 -> 0.083
         assert all(p.grad is None for p in vae.parameters())
@@ -76,8 +82,14 @@ def test_gradop_plus_pulls_the_sample_toward_the_strokes(tiny_model, target_kind
     noise = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1))
     target = two_colour_target()
     plain = sample(tiny_model, noise * float(sigmas[0]), sigmas, cond, uncond, 7.5)
-    hook = GradOPPlus(GradOPSettings(target=target_kind), target, tiny_model.decode, BlurPainting(), steps,
-                      generator=torch.Generator().manual_seed(2))
+    hook = GradOPPlus(
+        GradOPSettings(target=target_kind),
+        target,
+        tiny_model.decode,
+        BlurPainting(),
+        steps,
+        generator=torch.Generator().manual_seed(2),
+    )
     guided = sample(tiny_model, noise * float(sigmas[0]), sigmas, cond, uncond, 7.5, hooks=[hook])
     assert [h[0] for h in hook.history] == [2, 3, 4]
     assert all(out < first for _, first, out in hook.history)
@@ -91,10 +103,13 @@ def test_gradop_plus_with_zero_adam_steps_is_plain_sampling(tiny_model):
     sigmas = ddim_sigmas(steps, tiny_model.sigma_table)
     cond, uncond = tiny_model.encode_prompt(["a red barn"]), tiny_model.encode_prompt([""])
     x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(3)) * float(sigmas[0])
-    hook = GradOPPlus(GradOPSettings(adam_steps=0), two_colour_target(), tiny_model.decode, BlurPainting(),
-                      steps)
-    assert torch.equal(sample(tiny_model, x, sigmas, cond, uncond, 5.0, hooks=[hook]),
-                       sample(tiny_model, x, sigmas, cond, uncond, 5.0))
+    hook = GradOPPlus(
+        GradOPSettings(adam_steps=0), two_colour_target(), tiny_model.decode, BlurPainting(), steps
+    )
+    assert torch.equal(
+        sample(tiny_model, x, sigmas, cond, uncond, 5.0, hooks=[hook]),
+        sample(tiny_model, x, sigmas, cond, uncond, 5.0),
+    )
 
 
 def test_relaxed_gradop_lowers_loss_and_works_on_v_prediction(tiny_v_model):
@@ -104,9 +119,19 @@ def test_relaxed_gradop_lowers_loss_and_works_on_v_prediction(tiny_v_model):
     noise = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(4))
     target = two_colour_target()
     text_only = sample(tiny_v_model, noise * float(sigmas[0]), sigmas, cond, uncond, 7.5)
-    out, first, last = gradop_relaxed(tiny_v_model, noise, sigmas, cond, uncond, 7.5, target,
-                                      tiny_v_model.decode, BlurPainting(), opt_steps=20,
-                                      generator=torch.Generator().manual_seed(5))
+    out, first, last = gradop_relaxed(
+        tiny_v_model,
+        noise,
+        sigmas,
+        cond,
+        uncond,
+        7.5,
+        target,
+        tiny_v_model.decode,
+        BlurPainting(),
+        opt_steps=20,
+        generator=torch.Generator().manual_seed(5),
+    )
     assert last < first
     assert final_loss(tiny_v_model, out, target) < final_loss(tiny_v_model, text_only, target)
 

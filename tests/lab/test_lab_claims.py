@@ -70,8 +70,16 @@ def report(tmp_path_factory) -> dict:
 
 
 def test_report_has_every_section(report):
-    for key in ("vae_ceiling_psnr", "real_vs_real_fd", "strokes_vs_real_fd", "inversion", "synthesis",
-                "binding", "editing", "inversion_early_exit"):
+    for key in (
+        "vae_ceiling_psnr",
+        "real_vs_real_fd",
+        "strokes_vs_real_fd",
+        "inversion",
+        "synthesis",
+        "binding",
+        "editing",
+        "inversion_early_exit",
+    ):
         assert key in report
     assert {"without_control", "with_control"} <= set(report["binding"])
     assert {"solver", "steps", "psnr", "model_evals"} <= set(report["inversion"][0])

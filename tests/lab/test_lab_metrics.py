@@ -123,8 +123,15 @@ def test_fd_real_vs_real_is_small_and_strokes_vs_real_is_large(classifier):
     reference = classifier.features(reference_images(512))
     real = frechet_distance(classifier.features(stack_images(scenes)), reference)
     strokes = frechet_distance(classifier.features(stack_images(scenes, "strokes")), reference)
-    noisy = frechet_distance(classifier.features((stack_images(scenes) + 0.1 * torch.randn(
-        64, 3, 64, 64, generator=torch.Generator().manual_seed(0))).clamp(0, 1)), reference)
+    noisy = frechet_distance(
+        classifier.features(
+            (
+                stack_images(scenes)
+                + 0.1 * torch.randn(64, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+            ).clamp(0, 1)
+        ),
+        reference,
+    )
     assert strokes > 5 * real
     assert noisy > 2 * real
 

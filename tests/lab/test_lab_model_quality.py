@@ -85,8 +85,9 @@ def _training_file(tmp_path, **fields):
 
 
 def test_training_summary_adds_the_initial_run_and_defaults_to_cpu(tmp_path):
-    folder = _training_file(tmp_path, unet_steps_done=300, unet_seconds=120.3, init_unet_steps=5685,
-                            init_unet_seconds=2430.7)
+    folder = _training_file(
+        tmp_path, unet_steps_done=300, unet_seconds=120.3, init_unet_steps=5685, init_unet_seconds=2430.7
+    )
     assert training_summary(folder) == {"unet_steps": 5985, "train_seconds": 2551.0, "device": "cpu"}
     gpu = "cuda (NVIDIA H200)"
     folder = _training_file(tmp_path, unet_steps_done=10, unet_seconds=5.0, device=gpu)
@@ -106,8 +107,10 @@ def test_training_summary_of_the_shipped_model():
 @needs_classifier
 def test_model_quality_block_and_its_markdown(classifier, scenes, tmp_path):
     folder = _training_file(tmp_path, unet_steps_done=100, unet_seconds=50.0)
-    synthesis = [{"method": "sdedit", "realism_fd": 9.0, "texture_fd": 90.0},
-                 {"method": "text", "setting": "text only", "realism_fd": 61.4, "texture_fd": 133.6}]
+    synthesis = [
+        {"method": "sdedit", "realism_fd": 9.0, "texture_fd": 90.0},
+        {"method": "text", "setting": "text only", "realism_fd": 61.4, "texture_fd": 133.6},
+    ]
     real = stack_images(scenes[:24])
     block = model_quality(classifier, real, scenes[:24], synthesis, folder, real_images=real)
     assert {"caption_accuracy", "text_only_fd", "unet_steps", "train_seconds", "device"} <= set(block)

@@ -27,9 +27,25 @@ def _run(steps: int, state_dir, seed: int = 0, checkpoint=None):
     ids = torch.randint(2, 20, (6, 20), generator=data)
     gen = torch.Generator().manual_seed(seed)
     ema, done, _ = train_unet(
-        unet, text_encoder, mc.build_scheduler("ddpm"), latents, torch.zeros_like(latents), ids, ids[0], 1.0,
-        steps, RunLog(None), gen, batch=2, checkpoint_every=2, checkpoint=checkpoint, min_snr_gamma=5.0,
-        state_dir=state_dir, warmup=1, log_every=100)
+        unet,
+        text_encoder,
+        mc.build_scheduler("ddpm"),
+        latents,
+        torch.zeros_like(latents),
+        ids,
+        ids[0],
+        1.0,
+        steps,
+        RunLog(None),
+        gen,
+        batch=2,
+        checkpoint_every=2,
+        checkpoint=checkpoint,
+        min_snr_gamma=5.0,
+        state_dir=state_dir,
+        warmup=1,
+        log_every=100,
+    )
     return ema, done
 
 

@@ -149,8 +149,12 @@ def test_lab_model_builds_runs_and_fits_in_30mb(tmp_path, tokenizer):
         latents = vae.encode(torch.zeros(2, 3, 64, 64)).latent_dist.mode()
         assert latents.shape == (2, mc.LATENT_CHANNELS, mc.LATENT_SIZE, mc.LATENT_SIZE)
         assert vae.decode(latents).sample.shape == (2, 3, 64, 64)
-        ids = tokenizer(["a red circle on grass", ""], padding="max_length",
-                        max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
+        ids = tokenizer(
+            ["a red circle on grass", ""],
+            padding="max_length",
+            max_length=tokenizer.model_max_length,
+            return_tensors="pt",
+        ).input_ids
         context = text(ids).last_hidden_state
         assert context.shape == (2, tokenizer.model_max_length, mc.TEXT_HIDDEN)
         eps = unet(latents, torch.tensor([10, 900]), encoder_hidden_states=context).sample

@@ -34,5 +34,8 @@ for label, guess in (("old x_low", lambda x, a, b, e=None: x), ("current", orig)
                 rec = m.decode(reconstruct(m, r, cond, unc, 1.0)).clamp(0, 1)
             ps.append(psnr(rec, img))
             ev.append(r.evals_total / 10)
-        print(f"{label:10s} {solver:7s} PSNR {sum(ps) / len(ps):.2f} dB (last scene's VAE ceiling "
-              f"{ceiling:.2f}) evals/step {sum(ev) / len(ev):.2f}; scene 0: {ps[0]:.2f} dB", flush=True)
+        print(
+            f"{label:10s} {solver:7s} PSNR {sum(ps) / len(ps):.2f} dB (last scene's VAE ceiling "
+            f"{ceiling:.2f}) evals/step {sum(ev) / len(ev):.2f}; scene 0: {ps[0]:.2f} dB",
+            flush=True,
+        )

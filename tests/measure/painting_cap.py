@@ -1,6 +1,6 @@
 """Time and peak memory of a large painting: refused from its header (capped) vs decoded and palettised.
 
-    python tests/measure/painting_cap.py capped|uncapped SIDE      (one process per measurement)
+python tests/measure/painting_cap.py capped|uncapped SIDE      (one process per measurement)
 """
 
 import io
@@ -37,5 +37,7 @@ except GuidedInputError as e:
     out = f"refused: {str(e)[:80]}"
 dt = time.perf_counter() - t0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(f"{mode} {side}² PNG ({len(data) // 1024} KB) for a 128² output: {dt:.2f} s, "
-      f"peak RSS +{(peak - base) / 1024:.0f} MB ({out})")
+print(
+    f"{mode} {side}² PNG ({len(data) // 1024} KB) for a 128² output: {dt:.2f} s, "
+    f"peak RSS +{(peak - base) / 1024:.0f} MB ({out})"
+)

@@ -82,8 +82,16 @@ def test_a_string_is_never_read_as_a_path(painting, tmp_path):
     existing = tmp_path / "strokes.png"
     image.save(existing)
     messages = set()
-    for text in (str(existing), str(tmp_path / "missing.png"), "/etc/passwd", "/etc", "~/x.png", "abc",
-                 "data:text/plain,hello", f"file://{existing}"):
+    for text in (
+        str(existing),
+        str(tmp_path / "missing.png"),
+        "/etc/passwd",
+        "/etc",
+        "~/x.png",
+        "abc",
+        "data:text/plain,hello",
+        f"file://{existing}",
+    ):
         with pytest.raises(GuidedInputError) as info:
             load_strokes(text)
         messages.add(str(info.value))

@@ -76,8 +76,14 @@ def test_two_entries_on_the_same_painting_colour_are_rejected(painting_palette):
 
 @pytest.mark.parametrize(
     "phrase, syntax",
-    [("salt AND pepper", "AND"), ("(red barn:1.3)", "("), ("barn <lora:x:1>", "<"), ("[barn|shed]", "["),
-     ("barn BREAK lake", "BREAK"), ("a\\(b", "\\")],
+    [
+        ("salt AND pepper", "AND"),
+        ("(red barn:1.3)", "("),
+        ("barn <lora:x:1>", "<"),
+        ("[barn|shed]", "["),
+        ("barn BREAK lake", "BREAK"),
+        ("a\\(b", "\\"),
+    ],
 )
 def test_phrases_carrying_prompt_syntax_are_refused(phrase, syntax):
     with pytest.raises(GuidedInputError) as info:

@@ -31,8 +31,9 @@ def palette_rows(value: Any) -> list:
                 rows.append({"color": row[0], "phrase": row[1], "weight": weight})
         else:
             raise GuidedInputError(
-                f"palette[{i}]", f"expected {{'color', 'phrase', 'weight'}} or [color, phrase, weight], got "
-                f"{shown(row)}")
+                f"palette[{i}]",
+                f"expected {{'color', 'phrase', 'weight'}} or [color, phrase, weight], got {shown(row)}",
+            )
     return rows
 
 

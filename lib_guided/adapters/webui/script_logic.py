@@ -42,8 +42,13 @@ def prepare(p, params: GuidedParams, is_img2img: bool) -> PreparedRun | None:
         if params.strokes is None:
             raise GuidedInputError("strokes", "stroke guidance is enabled but no painting was given")
         run.job = job = StrokeJob.prepare(
-            params.strokes, params.palette, p.width, p.height, params.stroke_settings(),
-            params.gradop_settings(), largest_output=_largest_output(p),
+            params.strokes,
+            params.palette,
+            p.width,
+            p.height,
+            params.stroke_settings(),
+            params.gradop_settings(),
+            largest_output=_largest_output(p),
         )
         if job.binds_phrases:
             _check_prompts_for_binding([*p.all_prompts, *(getattr(p, "all_hr_prompts", None) or [])], p.steps)
@@ -69,13 +74,17 @@ def _check_prompts_for_binding(prompts, steps: int) -> None:
     for prompt in set(prompts):
         if _AND.search(prompt):
             raise GuidedInputError(
-                "prompt", "binding phrases to colours does not work with AND sub-prompts; remove AND, "
-                "or leave the phrases empty (or region weight 0) to guide by colour only")
+                "prompt",
+                "binding phrases to colours does not work with AND sub-prompts; remove AND, "
+                "or leave the phrases empty (or region weight 0) to guide by colour only",
+            )
         schedules = prompt_parser.get_learned_conditioning_prompt_schedules([prompt], int(steps))
         if len(schedules[0]) > 1:
             raise GuidedInputError(
-                "prompt", "binding phrases to colours does not work with prompt editing ([from:to:when], "
-                "[a|b]); use a plain prompt, or leave the phrases empty to guide by colour only")
+                "prompt",
+                "binding phrases to colours does not work with prompt editing ([from:to:when], "
+                "[a|b]); use a plain prompt, or leave the phrases empty to guide by colour only",
+            )
 
 
 def _largest_output(p) -> tuple[int, int]:
@@ -225,9 +234,17 @@ def _aidi_edit(model, params: GuidedParams, x: torch.Tensor, p, steps: int):
     nmask = getattr(p, "nmask", None)  # the inpaint mask at latent size, 1 = repaint
     mask = nmask.to(x).reshape(-1, 1, *x.shape[-2:])[:1] if nmask is not None else None
     return aidi_edit(
-        model, x, params.source_prompt or p.prompts[0], p.prompts, p.negative_prompts,
-        params.inversion_settings(steps), params.edit_settings(), strength=p.denoising_strength,
-        seed=p.seeds[0], mask=mask, with_reconstruction=params.return_reconstruction,
+        model,
+        x,
+        params.source_prompt or p.prompts[0],
+        p.prompts,
+        p.negative_prompts,
+        params.inversion_settings(steps),
+        params.edit_settings(),
+        strength=p.denoising_strength,
+        seed=p.seeds[0],
+        mask=mask,
+        with_reconstruction=params.return_reconstruction,
     )
 
 
