@@ -6,13 +6,14 @@ region control and inversion never see which framework is underneath.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
 # A text conditioning: a tensor [B, L, D] (SD 1.x/2.x) or a dict of tensors (SDXL: crossattn + vector).
+Decoder = Callable[[torch.Tensor], torch.Tensor]  # latent -> image in [0, 1], differentiable
 Cond = torch.Tensor | dict
 
 

@@ -15,9 +15,9 @@ from typing import Any
 import torch
 
 from lib_guided.errors import GuidedInputError
-from lib_guided.gradop.decoders.factory import DECODERS, Decoder
+from lib_guided.gradop.decoders.factory import DECODERS
 from lib_guided.gradop.optimise import GradOPPlus, GradOPSettings
-from lib_guided.protocol import DiffusionModel
+from lib_guided.protocol import Decoder, DiffusionModel
 from lib_guided.regions.attention import RegionControl
 from lib_guided.regions.binding import prompt_with_phrases, token_masks
 from lib_guided.strokes.io import StrokeImage, load_strokes, painting_pixel_cap

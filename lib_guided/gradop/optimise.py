@@ -23,10 +23,9 @@ import torch
 from lib_guided.diffusion.sampler import StepHook, gaussian_like, noised_start, sample
 from lib_guided.diffusion.schedules import model_input_scale, start_index_for_strength
 from lib_guided.errors import GuidedInputError
-from lib_guided.protocol import Cond, DiffusionModel
+from lib_guided.protocol import Cond, Decoder, DiffusionModel
 from lib_guided.strokes.painting import stroke_loss
 
-Decoder = Callable[[torch.Tensor], torch.Tensor]  # latent -> image in [0, 1], differentiable
 Painting = Callable[[torch.Tensor], torch.Tensor]
 
 TARGETS = ("x0", "noisy")

@@ -17,7 +17,7 @@ from lib_guided.edit_job import aidi_edit
 from lib_guided.errors import GuidedInputError
 from lib_guided.gradop.decoders.factory import make_gradient_decoder
 from lib_guided.gradop.decoders.linear_cache import LinearDecoderCache
-from lib_guided.images import psnr
+from lib_guided.images import psnr, tensor_to_pil
 from lib_guided.params import GuidedParams
 from lib_guided.stroke_job import StrokeJob
 
@@ -252,11 +252,7 @@ def append_reconstructions(processed, run: PreparedRun | None) -> None:
     """Show the plain reconstruction beside the edit so the user sees how faithful the inversion was."""
     if run is None or not run.reconstructions:
         return
-    import numpy as np
-    from PIL import Image
-
     for recon, score in zip(run.reconstructions, run.psnrs, strict=True):
         for image in recon:
-            array = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-            processed.images.append(Image.fromarray(array))
+            processed.images.append(tensor_to_pil(image))
             processed.infotexts.append(f"AIDI reconstruction, PSNR vs the VAE round trip: {score:.2f} dB")

@@ -8,11 +8,9 @@ the absolute image right and leaves only the change to the linear map.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 
-Decoder = Callable[[torch.Tensor], torch.Tensor]
+from lib_guided.protocol import Decoder
 
 
 class AnchoredLinearDecoder:

@@ -27,6 +27,7 @@ from lib_guided.gradop.decoders.checkpointed import (
 )
 from lib_guided.gradop.decoders.linear import LinearLatentDecoder, fit_linear_decoder, typical_fit_latents
 from lib_guided.gradop.decoders.linear_cache import LinearDecoderCache
+from lib_guided.protocol import Decoder
 
 __all__ = [
     "DECODERS",
@@ -44,7 +45,6 @@ __all__ = [
     "typical_fit_latents",
 ]
 
-Decoder = Callable[[torch.Tensor], torch.Tensor]
 DECODERS = ("full", "full-checkpointed", "linear", "linear-anchored", "tiny")
 # Adam steps between re-anchorings: 12 steps -> 2 full forward passes per phase. Every 3, 4 and 6 steps
 # gave the same lab quality (stroke MSE within 6 %, FD within 2 % of each other, quick plan).
