@@ -15,7 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from lib_guided.gradop.decoders.factory import LinearDecoderCache, make_gradient_decoder
+from lib_guided.gradop.decoders.factory import (
+    LinearDecoderCache,
+    fit_model_linear_decoder,
+    make_gradient_decoder,
+)
 from lib_guided.gradop.optimise import GradOPSettings
 from lib_guided.inversion.invert import InversionSettings, invert
 from lib_guided.pipeline import generate
@@ -24,7 +28,9 @@ from lib_guided.strokes.painting import BlurPainting, stroke_loss
 PROMPT = "a photo of a red barn by a lake under a blue sky"
 CFG = 7.5
 SDEDIT_STRENGTH = 0.8
-KINDS = ("txt2img", "gradop+", "img2img", "inversion")
+KINDS = ("txt2img", "gradop+", "img2img", "fit", "inversion")
+# once per checkpoint (kept for the session): the least-squares fit of the linear latent -> RGB map
+FIT_CASE = "linear decoder fit (once per checkpoint)"
 
 
 @dataclass(frozen=True)
@@ -42,17 +48,22 @@ class CaseSpec:
 
 def case_specs(
     sizes: Sequence[int],
-    steps: int,
+    steps: int | Sequence[int],
     inversion_steps: Sequence[int],
     decoders: Sequence[str],
     solvers: Sequence[str],
 ) -> list[CaseSpec]:
-    """Every size's cases, the plain txt2img baseline first."""
+    """Every size's cases: at each generation step count the plain txt2img baseline first, then GradOP+
+    per decoder and img2img; the linear decoder's one-time fit in its own row; then the inversions."""
+    step_counts = [steps] if isinstance(steps, int) else list(steps)
     specs = []
     for size in sizes:
-        specs.append(CaseSpec("txt2img", "txt2img", size, steps))
-        specs.extend(CaseSpec(f"gradop+ {d}", "gradop+", size, steps, decoder=d) for d in decoders)
-        specs.append(CaseSpec(f"img2img sdedit {SDEDIT_STRENGTH}", "img2img", size, steps))
+        for n in step_counts:
+            specs.append(CaseSpec("txt2img", "txt2img", size, n))
+            specs.extend(CaseSpec(f"gradop+ {d}", "gradop+", size, n, decoder=d) for d in decoders)
+            specs.append(CaseSpec(f"img2img sdedit {SDEDIT_STRENGTH}", "img2img", size, n))
+        if any(d.startswith("linear") for d in decoders):
+            specs.append(CaseSpec(FIT_CASE, "fit", size, 0))
         for n in inversion_steps:
             specs.extend(CaseSpec(f"inversion {s} {n}", "inversion", size, n, solver=s) for s in solvers)
     return specs
@@ -157,6 +168,13 @@ class CaseRunner:
     def _prepare_img2img(self, spec: CaseSpec) -> PreparedCase:
         settings = GradOPSettings(strength=SDEDIT_STRENGTH)
         return self._generation(spec, method="sdedit", strokes=bench_strokes(spec.size), gradop=settings)
+
+    def _prepare_fit(self, spec: CaseSpec) -> PreparedCase:
+        def run():
+            with torch.no_grad():
+                return fit_model_linear_decoder(self.model)  # the size make_gradient_decoder fits at
+
+        return PreparedCase(run, lambda _: {"model_evals": 0, "steps": 0})
 
     def _prepare_inversion(self, spec: CaseSpec) -> PreparedCase:
         model = self.model

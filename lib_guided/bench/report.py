@@ -65,18 +65,28 @@ def _ratio(value: float, base: float, floor: float = 0.0) -> float | None:
     return value / base
 
 
-def add_ratios(rows: list[dict]) -> list[dict]:
-    """Time and memory ratios against the txt2img row of the same resolution."""
-    plain = {r["resolution"]: r for r in rows if r["case"] == PLAIN_CASE}
+def add_ratios(rows: list[dict], default_case: str | None = None) -> list[dict]:
+    """Time and memory ratios against the txt2img row of the same resolution and step count (rows of
+    other step counts, inversions and the decoder fit: the txt2img row with the nearest steps, named in
+    ``baseline_steps``). Rows of ``default_case`` (the default stroke setting) get ``"default": true``."""
+    plain: dict[int, dict[int, dict]] = {}
+    for r in rows:
+        if r["case"] == PLAIN_CASE:
+            plain.setdefault(r["resolution"], {})[r["steps"]] = r
     for row in rows:
-        base = plain.get(row["resolution"])
-        if base is None:
+        bases = plain.get(row["resolution"])
+        if not bases:
             raise ValueError(f"no {PLAIN_CASE} row at resolution {row['resolution']}: the ratios need one")
+        steps = min(bases, key=lambda n: (abs(n - row["steps"]), -n))
+        base = bases[steps]
+        row["baseline_steps"] = steps
         row["seconds_ratio_vs_plain"] = _ratio(row["seconds"], base["seconds"])
         row["peak_memory_ratio_vs_plain"] = _ratio(row["peak_memory_mb"], base["peak_memory_mb"])
         row["peak_extra_memory_ratio_vs_plain"] = _ratio(
             row["peak_extra_memory_mb"], base["peak_extra_memory_mb"], MIN_EXTRA_MB_FOR_RATIO
         )
+        if default_case is not None and row["case"] == default_case:
+            row["default"] = True
     return rows
 
 
@@ -99,8 +109,8 @@ def format_markdown(report: dict) -> str:
         f"{machine['torch_threads']} torch threads",
         f"- median of {settings['repeats']} timed runs after {settings['warmup']} warm-up; peak memory: "
         f"{report['memory_method']}; cases in {where}",
-        f"- generation: {settings['steps']} DDIM steps, CFG {settings['cfg']}; GradOP+ K 3 x N 12 Adam "
-        f"steps; inversion: tol {settings['tol']}, max {settings['max_iter']} evaluations per step, "
+        f"- generation: {_steps(settings['steps'])} DDIM steps, CFG {settings['cfg']}; GradOP+ K 3 x N 12 "
+        f"Adam steps; inversion: tol {settings['tol']}, max {settings['max_iter']} evaluations per step, "
         "inversion CFG 1",
         "",
         "| case | size | steps | seconds | × plain | peak MB | × plain | extra MB | × plain | model evals "
@@ -109,7 +119,8 @@ def format_markdown(report: dict) -> str:
     ]
     for r in report["rows"]:
         lines.append(
-            f"| {r['case']} | {r['resolution']} | {r['steps']} | {_fmt(r['seconds'], 3)} | "
+            f"| {r['case']}{' (default)' if r.get('default') else ''} | {r['resolution']} | {r['steps']} | "
+            f"{_fmt(r['seconds'], 3)} | "
             f"{_fmt(r['seconds_ratio_vs_plain'])} | {_fmt(r['peak_memory_mb'], 0)} | "
             f"{_fmt(r['peak_memory_ratio_vs_plain'])} | {_fmt(r['peak_extra_memory_mb'], 0)} | "
             f"{_fmt(r['peak_extra_memory_ratio_vs_plain'])} | {_fmt(r['model_evals'])} | "
@@ -118,13 +129,18 @@ def format_markdown(report: dict) -> str:
         )
     lines += [
         "",
-        "Ratios are against the txt2img row at the same size (inversion rows too, whatever their steps).",
+        "Ratios are against the txt2img row at the same size and steps (inversion and fit rows: the",
+        "txt2img row with the nearest steps). *(default)*: the default stroke setting.",
         "*extra MB*: peak above the memory held before the run (the loaded model). *outside model*: share",
         "of the inversion's time spent outside UNet calls (for aidi-a: Anderson's bookkeeping plus the",
         "loop's residual norms, which fixed-point pays too). Random weights: times and memory are real, the",
         "images are not.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _steps(steps) -> str:
+    return " and ".join(str(n) for n in steps) if isinstance(steps, (list, tuple)) else str(steps)
 
 
 def _percent(share: float | None) -> str | None:

@@ -30,6 +30,7 @@ from lib_guided.bench.models import ARCHS, build_bench_model
 from lib_guided.bench.report import add_ratios, machine_info, write_report
 from lib_guided.gradop.decoders.factory import DECODERS
 from lib_guided.inversion.invert import SOLVERS
+from lib_guided.stroke_job import StrokeSettings
 
 DEFAULT_SIZES = {
     ("tiny", "cpu"): [64],
@@ -96,7 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--quick", action="store_true", help="10 steps, 1 timed run, cases in one process")
     parser.add_argument("--sizes", type=int, nargs="+", help="square image sides (default depends on arch)")
-    parser.add_argument("--steps", type=int, help="generation steps (default 50, quick 10)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        nargs="+",
+        help="generation step counts, each a set of rows (default 20 50, quick 10)",
+    )
     parser.add_argument("--inversion-steps", type=int, nargs="+", default=[10, 20])
     parser.add_argument("--repeats", type=int, help="timed runs per case (default 3, quick 1)")
     parser.add_argument("--warmup", type=int, help="untimed runs per case (default 1 on cuda, 0 on cpu)")
@@ -133,7 +139,7 @@ def resolve_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         "device": args.device,
         "dtype": args.dtype or ("float16" if args.device == "cuda" else "float32"),
         "sizes": sizes,
-        "steps": args.steps or (10 if args.quick else 50),
+        "steps": args.steps or ([10] if args.quick else [20, 50]),
         "inversion_steps": args.inversion_steps,
         "repeats": args.repeats or (1 if args.quick else 3),
         "warmup": args.warmup if args.warmup is not None else (1 if args.device == "cuda" else 0),
@@ -206,7 +212,7 @@ def run_all(settings: dict, log=print) -> dict:
         "machine": machine_info(torch.device(settings["device"])),
         "settings": settings,
         "memory_method": rows[0]["memory_method"] if rows else "",
-        "rows": add_ratios(rows),
+        "rows": add_ratios(rows, default_case=f"gradop+ {StrokeSettings().decoder}"),
     }
 
 

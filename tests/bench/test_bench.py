@@ -34,7 +34,10 @@ def test_quick_tiny_benchmark_writes_every_case_with_ratios(tmp_path):
     assert {"cpu_count", "torch_version", "device_name"} <= set(report["machine"])
     rows = report["rows"]
     cases = [r["case"] for r in rows]
-    assert cases[0] == "txt2img" and len(cases) == 1 + 4 + 1 + 8
+    assert cases[0] == "txt2img" and len(cases) == 1 + 4 + 1 + 1 + 8
+    assert [r["case"] for r in rows if r.get("default")] == ["gradop+ linear-anchored"]
+    fit = next(r for r in rows if r["case"].startswith("linear decoder fit"))
+    assert fit["model_evals"] == 0 and fit["seconds"] > 0 and fit["baseline_steps"] == 10
     decoders = {f"gradop+ {d}" for d in ("full", "full-checkpointed", "linear", "linear-anchored")}
     assert decoders | {"img2img sdedit 0.8"} <= set(cases)
     assert {
@@ -93,9 +96,33 @@ def test_ratios_are_against_the_plain_row_of_the_same_size():
 
 
 def test_case_list_starts_each_size_with_the_plain_baseline():
-    specs = case_specs([64, 128], 10, [10, 20], ["full", "linear"], ["ddim", "aidi-a"])
-    assert [s.case for s in specs[:4]] == ["txt2img", "gradop+ full", "gradop+ linear", "img2img sdedit 0.8"]
-    assert specs[8].case == "txt2img" and specs[8].size == 128 and len(specs) == 16
+    specs = case_specs([64, 128], [20, 50], [10, 20], ["full", "linear"], ["ddim", "aidi-a"])
+    cases = [(s.case, s.steps) for s in specs]
+    first = ["txt2img", "gradop+ full", "gradop+ linear", "img2img sdedit 0.8"]
+    assert cases[:8] == [(c, 20) for c in first] + [(c, 50) for c in first]
+    assert cases[8] == ("linear decoder fit (once per checkpoint)", 0)
+    assert specs[13].case == "txt2img" and specs[13].size == 128 and len(specs) == 26
+
+
+def test_each_step_count_has_its_own_baseline_and_the_default_is_marked():
+    def row(case, steps, seconds):
+        extra = {"peak_memory_mb": 100.0, "peak_extra_memory_mb": 10.0, "model_evals": steps}
+        return {"case": case, "resolution": 64, "steps": steps, "seconds": seconds, **extra}
+
+    rows = add_ratios(
+        [
+            row("txt2img", 20, 2.0),
+            row("gradop+ a", 20, 3.0),
+            row("txt2img", 50, 5.0),
+            row("gradop+ a", 50, 6.0),
+            row("inversion x 10", 10, 4.0),
+            row("fit", 0, 1.0),
+        ],
+        default_case="gradop+ a",
+    )
+    assert [r["seconds_ratio_vs_plain"] for r in rows] == [1.0, 1.5, 1.0, 1.2, 2.0, 0.5]
+    assert [r["baseline_steps"] for r in rows] == [20, 20, 50, 50, 20, 20]
+    assert [bool(r.get("default")) for r in rows] == [False, True, False, True, False, False]
 
 
 def test_cpu_peak_memory_sees_a_large_allocation():
