@@ -7,16 +7,18 @@ hosts only encode the image and decode the result.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
+from lib_guided.diffusion.sampler import StepHook
 from lib_guided.diffusion.schedules import ddim_sigmas, start_index_for_strength
 from lib_guided.errors import GuidedInputError
 from lib_guided.inversion.edit_mask import attention_edit_mask
-from lib_guided.inversion.editing import edit, reconstruct
+from lib_guided.inversion.editing import edit
 from lib_guided.inversion.invert import InversionSettings, invert
 from lib_guided.protocol import DiffusionModel, pad_conds
 
@@ -45,6 +47,27 @@ class EditSettings:
             raise GuidedInputError("blend_mask", f"must be one of {choices}, got {self.blend_mask!r}")
 
 
+# progress(phase, k, n, evals): phase "inverting", "editing" or "reconstructing", after its step k of n
+Progress = Callable[[str, int, int, int], None]
+
+
+class _StepReporter(StepHook):
+    """Reports each sampling step of the edit (or reconstruction) pass to ``progress``."""
+
+    def __init__(self, progress: Progress, phase: str, steps: int, model) -> None:
+        self.progress, self.phase, self.steps, self.model = progress, phase, steps, model
+        self.done, self.evals_before = 0, model.evals
+
+    def after_step(self, step, sigma_next, x_next):
+        self.done += 1
+        self.progress(self.phase, self.done, self.steps, self.model.evals - self.evals_before)
+        return x_next
+
+
+def _reporters(progress: Progress | None, phase: str, steps: int, model) -> tuple[StepHook, ...]:
+    return () if progress is None else (_StepReporter(progress, phase, steps, model),)
+
+
 @dataclass
 class EditOutcome:
     latents: torch.Tensor
@@ -68,11 +91,13 @@ def aidi_edit(
     seed: int = 0,
     mask: torch.Tensor | None = None,
     with_reconstruction: bool = False,
+    progress: Progress | None = None,
 ) -> EditOutcome:
     """Edit ``init_latent`` ([B, C, h, w]); ``prompts`` / ``negative_prompts`` have one entry per row.
 
     ``strength`` sets how deep to invert (1 = to pure noise). ``mask`` (any resolution, 1 = edit here) is
     used when ``settings.blend_mask`` is "inpaint"; "auto" computes it from cross-attention.
+    ``progress`` hears about every inversion, edit and reconstruction step (see :data:`Progress`).
     """
     settings = settings or EditSettings()
     if not 0.0 < strength <= 1.0:
@@ -90,7 +115,8 @@ def aidi_edit(
         source, target, uncond = pad_conds([source, target, uncond], empty)
     x = init_latent.float()
     before = model.evals
-    inverted = invert(model, x, sigmas, source, uncond, inversion)
+    on_step = None if progress is None else functools.partial(progress, "inverting")
+    inverted = invert(model, x, sigmas, source, uncond, inversion, on_step=on_step)
     after_inversion = model.evals
     blend = None
     if settings.blend_mask == "inpaint" and mask is not None:
@@ -101,6 +127,7 @@ def aidi_edit(
         ascending = [float(s) for s in reversed(sigmas)]
         blend = attention_edit_mask(model, inverted.trajectory, ascending, source_prompt, prompts[0])
     generator = torch.Generator().manual_seed(int(seed))
+    steps = len(sigmas) - 1
     edited = edit(
         model,
         inverted,
@@ -111,11 +138,20 @@ def aidi_edit(
         mask=blend,
         eta=settings.eta,
         generator=generator,
+        hooks=_reporters(progress, "editing", steps, model),
     )
     edit_evals = model.evals - after_inversion
     recon = None
     if with_reconstruction:
-        recon = reconstruct(model, inverted, source, uncond, inversion.inversion_cfg)
+        recon = edit(
+            model,
+            inverted,
+            None,
+            source,
+            uncond,
+            inversion.inversion_cfg,
+            hooks=_reporters(progress, "reconstructing", steps, model),
+        )
     return EditOutcome(
         edited.to(init_latent.dtype), recon, after_inversion - before, edit_evals, inverted.evals_per_step
     )

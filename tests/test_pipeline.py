@@ -128,3 +128,29 @@ def test_edit_reconstruction_and_auto_mask(tiny_model):
     assert attention_edit_mask(tiny_model, inverted.trajectory, ascending, "a red barn", "a red barn") is None
     edited = edit_image(tiny_model, image, "a red barn", "a blue barn", inversion=settings, mask="auto")
     assert torch.isfinite(edited.image).all()
+
+
+def test_edit_reports_progress_of_every_pass(tiny_model):
+    from lib_guided.edit_job import EditSettings, aidi_edit
+
+    settings = InversionSettings(solver="aidi-a", steps=4, max_iter=3)
+    latent = tiny_model.encode(torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)))
+    reports = []
+    before = tiny_model.evals
+    outcome = aidi_edit(
+        tiny_model,
+        latent,
+        "a red barn",
+        ["a blue barn"],
+        [""],
+        settings,
+        EditSettings(),
+        with_reconstruction=True,
+        progress=lambda *r: reports.append(r),
+    )
+    phases = [r[0] for r in reports]
+    assert phases == ["inverting"] * 4 + ["editing"] * 4 + ["reconstructing"] * 4
+    assert [r[1] for r in reports] == [1, 2, 3, 4] * 3 and {r[2] for r in reports} == {4}
+    inversion = [r[3] for r in reports[:4]]
+    assert inversion == sorted(inversion) and inversion[-1] == outcome.inversion_evals
+    assert reports[7][3] == outcome.edit_evals and tiny_model.evals - before >= outcome.inversion_evals + 8

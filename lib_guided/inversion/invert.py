@@ -16,6 +16,7 @@ Paper: Pan et al., "Effective Real Image Editing with Accelerated Iterative Diff
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -137,11 +138,13 @@ def invert(
     cond: Cond,
     uncond: Cond | None,
     settings: InversionSettings,
+    on_step: Callable[[int, int, int], None] | None = None,
 ) -> InversionResult:
     """Invert ``latent`` from sigma 0 up to ``sigmas[0]`` (``None``: the full ``settings.steps`` schedule).
 
     ``sigmas`` is the descending sampling schedule ending at 0, e.g. :func:`inversion_depth_sigmas`.
     Model calls are read from ``model.evals`` per step, so they are exact whatever the solver does.
+    ``on_step(k, n, evals)`` reports progress after step k of n (1-based) with the evaluations so far.
     """
     if sigmas is None:
         sigmas = ddim_sigmas(settings.steps, model.sigma_table)
@@ -163,6 +166,8 @@ def invert(
             residuals.append(result.best_residual if settings.solver != "ddim" else float("nan"))
             iterations.append(result.iterations)
             converged.append(result.converged)
+            if on_step is not None:
+                on_step(len(evals), len(ascending) - 1, sum(evals))
     return InversionResult(trajectory, sigmas, sum(evals), evals, residuals, iterations, converged)
 
 

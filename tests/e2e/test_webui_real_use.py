@@ -1,5 +1,6 @@
 """Real use through the API: server paths, huge paintings, malformed payloads, long prompts with hires fix,
-AND, edit mode past 75 tokens, SDXL's automatic mask, and the progress text of a gradient phase."""
+AND, edit mode past 75 tokens, SDXL's automatic mask, and the progress text of a gradient phase and of an
+edit."""
 
 from __future__ import annotations
 
@@ -164,3 +165,32 @@ def test_progress_text_names_the_gradient_phase(sd1):
     worker.join()
     assert any("phase 1 of 3, Adam step" in t for t in seen), seen
     assert len(seen) > 1  # it moves
+
+
+def test_edit_progress_names_inversion_and_edit_and_moves_the_bar(sd1):
+    seen: dict[str, float] = {}
+    done = threading.Event()
+
+    def edit():
+        try:
+            edit_img2img(
+                sd1,
+                steps=12,
+                alwayson_scripts=guided(mode="edit", source_prompt="a red barn", solver="aidi-a"),
+            )
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=edit)
+    worker.start()
+    while not done.is_set():
+        answer = requests.get(f"{sd1.url}/sdapi/v1/progress", timeout=10).json()
+        text = answer.get("textinfo") or ""
+        if text.startswith("Guided edit"):
+            seen[text] = max(seen.get(text, 0.0), float(answer.get("progress") or 0.0))
+        time.sleep(0.02)
+    worker.join()
+    inverting = [t for t in seen if t.startswith("Guided edit: inverting, step")]
+    assert inverting and all("model evaluations" in t for t in inverting), seen
+    assert any(t.startswith("Guided edit: editing, step") for t in seen), seen
+    assert len({round(p, 3) for p in seen.values()}) > 1  # the bar moves with the steps

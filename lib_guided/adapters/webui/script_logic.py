@@ -233,19 +233,39 @@ def _aidi_sample(p, run: PreparedRun, original, *args, **kwargs):
 def _aidi_edit(model, params: GuidedParams, x: torch.Tensor, p, steps: int):
     nmask = getattr(p, "nmask", None)  # the inpaint mask at latent size, 1 = repaint
     mask = nmask.to(x).reshape(-1, 1, *x.shape[-2:])[:1] if nmask is not None else None
+    inversion = params.inversion_settings(steps)
     return aidi_edit(
         model,
         x,
         params.source_prompt or p.prompts[0],
         p.prompts,
         p.negative_prompts,
-        params.inversion_settings(steps),
+        inversion,
         params.edit_settings(),
         strength=p.denoising_strength,
         seed=p.seeds[0],
         mask=mask,
         with_reconstruction=params.return_reconstruction,
+        progress=_EditProgress(params.return_reconstruction),
     )
+
+
+class _EditProgress:
+    """The WebUI's progress bar and text during an AIDI edit: inversion, edit, then the reconstruction."""
+
+    PHASES = ("inverting", "editing", "reconstructing")
+
+    def __init__(self, with_reconstruction: bool) -> None:
+        self.passes = 3 if with_reconstruction else 2
+
+    def __call__(self, phase: str, k: int, n: int, evals: int) -> None:
+        from modules import shared
+
+        done = self.PHASES.index(phase) * n + k
+        shared.state.sampling_steps = self.passes * n
+        shared.state.sampling_step = done
+        count = f", {evals} model evaluations" if phase == "inverting" else ""
+        shared.state.textinfo = f"Guided edit: {phase}, step {k} of {n}{count}"
 
 
 def append_reconstructions(processed, run: PreparedRun | None) -> None:
