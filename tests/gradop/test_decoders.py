@@ -193,6 +193,30 @@ def test_anchored_decoder_reanchors_every_n_calls(tiny_model, fitted):
     assert torch.equal(calls[1], w + 0.04) and torch.equal(calls[2], w + 0.08)
 
 
+def test_half_resolution_anchor_decodes_the_pooled_latent_and_is_close_after_the_blur(tiny_model, fitted):
+    seen = []
+
+    def counting_decode(z):
+        seen.append(tuple(z.shape[-2:]))
+        return tiny_model.decode(z)
+
+    w = latent(3)
+    half = AnchoredLinearDecoder(counting_decode, fitted, anchor_downscale=2)
+    half.start_phase(w)
+    assert seen == [(w.shape[-2] // 2, w.shape[-1] // 2)]  # one decode, of the pooled latent
+    with torch.no_grad():
+        image, exact = half(w), tiny_model.decode(w).clamp(0, 1)
+        assert image.shape == exact.shape
+        painting = BlurPainting()
+        blurred_error = float((painting(image.clamp(0, 1)) - painting(exact)).abs().mean())
+        sharp_error = float((image.clamp(0, 1) - exact).abs().mean())
+    print(f"half-resolution anchor: mean abs error {sharp_error:.4f} sharp, {blurred_error:.4f} after f")
+    assert blurred_error < sharp_error  # what it loses is detail, which the loss's blur does not see
+    odd = torch.randn(1, 4, 7, 7, generator=torch.Generator().manual_seed(0))
+    AnchoredLinearDecoder(counting_decode, fitted, anchor_downscale=2).start_phase(odd)
+    assert seen[-1] == (7, 7)  # a latent that does not pool evenly is anchored at full resolution
+
+
 def test_adam_through_the_anchored_decoder_lowers_the_full_decoders_loss(tiny_model, fitted):
     target = two_colour_target()
     changes = []

@@ -12,7 +12,9 @@ from typing import Any
 from lib_guided.errors import GuidedInputError
 from lib_guided.params import Field
 
-WEBUI_CHOICES: dict[str, tuple[str, ...]] = {"decoder": ("full", "linear", "linear-anchored")}
+WEBUI_CHOICES: dict[str, tuple[str, ...]] = {
+    "decoder": ("full", "linear", "linear-anchored", "linear-anchored-half")
+}
 
 
 def choices_for(field: Field) -> tuple[str, ...] | None:
