@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from lib_guided.lab.report_claims import claims
+from lib_guided.stroke_job import StrokeSettings
 
 # Measured on the shipped model (VAE + 8685 UNet steps: 5685, then 3000 with min-SNR weighting) with the
 # quick plan, 2 threads, 804 s on a busy machine (243 s idle before)
@@ -133,7 +134,7 @@ def test_the_anchor_makes_the_linear_decoder_usable(report):
     "the linear map is less exact. strict: the day it holds again, this xfail fails and must be removed",
 )
 def test_default_decoder_keeps_gradop_plus_quality_close_to_the_full_vae(report):
-    anchored = {r["decoder"]: r for r in claims(report)["decoders"]}["linear-anchored"]
+    anchored = {r["decoder"]: r for r in claims(report)["decoders"]}[StrokeSettings().decoder]
     assert anchored["faithfulness_change"] <= MAX_ANCHORED_FAITHFULNESS_LOSS, anchored
     assert anchored["realism_change"] <= MAX_ANCHORED_REALISM_LOSS, anchored
 
