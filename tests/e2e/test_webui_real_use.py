@@ -194,3 +194,19 @@ def test_edit_progress_names_inversion_and_edit_and_moves_the_bar(sd1):
     assert inverting and all("model evaluations" in t for t in inverting), seen
     assert any(t.startswith("Guided edit: editing, step") for t in seen), seen
     assert len({round(p, 3) for p in seen.values()}) > 1  # the bar moves with the steps
+
+
+def test_the_linear_decoder_fit_is_kept_on_disk_per_checkpoint(sd1):
+    import hashlib
+    import json
+    import os
+    from pathlib import Path
+
+    txt2img(sd1, alwayson_scripts=guided(strokes=STROKES, decoder="linear-anchored", adam_steps=2))
+    models = Path(os.environ["WEBUI_ROOT"]) / "models"
+    digest = hashlib.sha256((models / "Stable-diffusion" / "tiny-sd1.safetensors").read_bytes()).hexdigest()
+    keys = [
+        json.loads(p.read_text())["key"] for p in (models / "GuidedSynthesis").glob("linear-decoder-*.json")
+    ]
+    # the WebUI's sha256 of the checkpoint (with --no-hashing: its path, size and mtime)
+    assert any(key == digest or "tiny-sd1" in key for key in keys), keys

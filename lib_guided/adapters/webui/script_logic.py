@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+import os
 import re
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -114,13 +116,38 @@ def fail_job(p, error: Exception) -> None:
     p.sample = refuse
 
 
-_LINEAR_DECODERS = LinearDecoderCache()  # fitted once per checkpoint for the session
+_LINEAR_DECODERS: LinearDecoderCache | None = None  # fitted once per checkpoint, kept on disk
+
+
+def _linear_decoders() -> LinearDecoderCache:
+    """The fitted linear decoders, in ``models/GuidedSynthesis`` (a few hundred bytes per checkpoint):
+    a checkpoint is fitted once, not once per WebUI start."""
+    global _LINEAR_DECODERS
+    if _LINEAR_DECODERS is None:
+        from modules import paths
+
+        _LINEAR_DECODERS = LinearDecoderCache(Path(paths.models_path) / "GuidedSynthesis")
+    return _LINEAR_DECODERS
+
+
+def checkpoint_key(info) -> str | None:
+    """What identifies a checkpoint's weights: its sha256, else (``--no-hashing``) its file's path, size and
+    modification time, so that a file replaced under the same name is fitted again."""
+    if getattr(info, "sha256", None):
+        return str(info.sha256)
+    filename = getattr(info, "filename", None)
+    if not filename:
+        return None
+    try:
+        stat = os.stat(filename)
+    except OSError:
+        return str(filename)
+    return f"{filename}:{stat.st_size}:{int(stat.st_mtime)}"
 
 
 def _decoder(model: WebUIModel, params: GuidedParams):
-    info = getattr(model.sd_model, "sd_checkpoint_info", None)
-    key = getattr(info, "sha256", None) or getattr(info, "filename", None)
-    return make_gradient_decoder(params.decoder, model, _LINEAR_DECODERS, cache_key=key)
+    key = checkpoint_key(getattr(model.sd_model, "sd_checkpoint_info", None))
+    return make_gradient_decoder(params.decoder, model, _linear_decoders(), cache_key=key)
 
 
 def _stroke_call(run: PreparedRun, model: WebUIModel, x: torch.Tensor, steps: int, prompt: str):
