@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--decoders",
         nargs="+",
         choices=[d for d in DECODERS if d != "tiny"],
-        default=["full", "full-checkpointed", "linear", "linear-anchored"],
+        default=["full", "full-checkpointed", "linear", "linear-anchored", "linear-anchored-half"],
     )
     parser.add_argument("--solvers", nargs="+", choices=SOLVERS, default=list(SOLVERS))
     parser.add_argument("--tol", type=float, default=1e-3)

@@ -115,7 +115,7 @@ def optimise_latent(
     if not bool(torch.isfinite(w).all()):
         raise FloatingPointError(
             "gradop: the stroke loss gradient is not finite (NaN/inf); a half-precision VAE can overflow "
-            "(run the VAE in float32, e.g. the WebUI's --no-half-vae, or use the linear-anchored decoder)"
+            "(run the VAE in float32, e.g. the WebUI's --no-half-vae, or use a linear-anchored decoder)"
         )
     values = torch.stack(losses).tolist() if losses else [float("nan")]
     return w.detach(), values[0], values[-1]

@@ -34,11 +34,14 @@ def test_quick_tiny_benchmark_writes_every_case_with_ratios(tmp_path):
     assert {"cpu_count", "torch_version", "device_name"} <= set(report["machine"])
     rows = report["rows"]
     cases = [r["case"] for r in rows]
-    assert cases[0] == "txt2img" and len(cases) == 1 + 4 + 1 + 1 + 8
-    assert [r["case"] for r in rows if r.get("default")] == ["gradop+ linear-anchored"]
+    assert cases[0] == "txt2img" and len(cases) == 1 + 5 + 1 + 1 + 8
+    assert [r["case"] for r in rows if r.get("default")] == ["gradop+ linear-anchored-half"]
     fit = next(r for r in rows if r["case"].startswith("linear decoder fit"))
     assert fit["model_evals"] == 0 and fit["seconds"] > 0 and fit["baseline_steps"] == 10
-    decoders = {f"gradop+ {d}" for d in ("full", "full-checkpointed", "linear", "linear-anchored")}
+    decoders = {
+        f"gradop+ {d}"
+        for d in ("full", "full-checkpointed", "linear", "linear-anchored", "linear-anchored-half")
+    }
     assert decoders | {"img2img sdedit 0.8"} <= set(cases)
     assert {
         f"inversion {s} {n}" for s in ("ddim", "fixed-point", "aidi-e", "aidi-a") for n in (10, 20)

@@ -39,5 +39,5 @@ def stroke_mse(image: Image.Image) -> float:
 
 def guided(**named) -> dict:
     """The script's named args. The full VAE decoder unless a test says otherwise: on random weights only
-    its gradient reliably pulls towards the strokes (the default, linear-anchored, is tested on its own)."""
+    its gradient reliably pulls towards the strokes (the default decoder is tested on its own)."""
     return {"guided synthesis": {"args": [{"enabled": True, "decoder": "full", **named}]}}

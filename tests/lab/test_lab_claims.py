@@ -46,8 +46,9 @@ MAX_AIDI_GAP_TO_CEILING_DB = 1.0
 # claim; met by the 5685-step model with no margin (0.621 -> 0.672), NOT by the shipped 8685-step one,
 # which binds by itself and loses with the bias (0.897 -> 0.828): see the xfail below.
 MIN_BINDING_GAIN = 0.05
-# The default gradient decoder (linear-anchored) against the full VAE, as fractions: the stroke MSE may be
-# at most this much higher (measured +6.9 % on the 5685-step model, +21.1 % on the shipped one) ...
+# The default gradient decoder (linear-anchored-half; before it linear-anchored) against the full VAE, as
+# fractions: the stroke MSE may be at most this much higher (linear-anchored: +6.9 % on the 5685-step
+# model, +21.1 % on the shipped one; linear-anchored-half +23.8 %) ...
 MAX_ANCHORED_FAITHFULNESS_LOSS = 0.15
 # ... and the FD at most this much higher (measured -14.3 % before, +20.3 % on the shipped model).
 MAX_ANCHORED_REALISM_LOSS = 0.05
@@ -129,9 +130,10 @@ def test_the_anchor_makes_the_linear_decoder_usable(report):
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="measured on the shipped model: linear-anchored vs the full VAE, stroke MSE +21.1 % and FD "
-    "+20.3 % (+6.9 % and -14.3 % on the 5685-step model): the stronger model's x0 predictions sit where "
-    "the linear map is less exact. strict: the day it holds again, this xfail fails and must be removed",
+    reason="measured on the shipped model: the default linear-anchored-half vs the full VAE, stroke MSE "
+    "+23.8 % and FD -2.8 % (linear-anchored: +21.1 %, +20.3 %; every-step anchoring changes nothing, so the "
+    "loss is the linear map's gradient, not its image). strict: the day it holds, this xfail fails and must "
+    "be removed",
 )
 def test_default_decoder_keeps_gradop_plus_quality_close_to_the_full_vae(report):
     anchored = {r["decoder"]: r for r in claims(report)["decoders"]}[StrokeSettings().decoder]
