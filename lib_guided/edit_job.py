@@ -17,7 +17,7 @@ import torch
 from lib_guided.diffusion.sampler import StepHook
 from lib_guided.diffusion.schedules import ddim_sigmas, start_index_for_strength
 from lib_guided.errors import GuidedInputError
-from lib_guided.inversion.edit_mask import attention_edit_mask
+from lib_guided.inversion.edit_mask import auto_edit_mask
 from lib_guided.inversion.editing import edit
 from lib_guided.inversion.invert import InversionSettings, invert
 from lib_guided.protocol import DiffusionModel, pad_conds
@@ -31,7 +31,7 @@ class EditSettings:
 
     edit_cfg: float = 7.5
     eta: float = 0.0  # 0 = deterministic DDIM; > 0 adds fresh noise each step (variants of one inversion)
-    blend_mask: str = "none"  # "inpaint": the user's mask; "auto": the changed words' cross-attention
+    blend_mask: str = "none"  # "inpaint": the user's mask; "auto": where source and edit predictions differ
 
     def __post_init__(self) -> None:
         if not (
@@ -75,6 +75,7 @@ class EditOutcome:
     inversion_evals: int
     edit_evals: int
     evals_per_step: list[int]
+    mask: torch.Tensor | None = None  # the blend mask used [B or 1, 1, h, w] at latent resolution
 
 
 @torch.no_grad()
@@ -96,7 +97,7 @@ def aidi_edit(
     """Edit ``init_latent`` ([B, C, h, w]); ``prompts`` / ``negative_prompts`` have one entry per row.
 
     ``strength`` sets how deep to invert (1 = to pure noise). ``mask`` (any resolution, 1 = edit here) is
-    used when ``settings.blend_mask`` is "inpaint"; "auto" computes it from cross-attention.
+    used when ``settings.blend_mask`` is "inpaint"; "auto" computes it (``edit_mask.auto_edit_mask``).
     ``progress`` hears about every inversion, edit and reconstruction step (see :data:`Progress`).
     """
     settings = settings or EditSettings()
@@ -125,7 +126,9 @@ def aidi_edit(
         ).to(x.device)
     elif settings.blend_mask == "auto":
         ascending = [float(s) for s in reversed(sigmas)]
-        blend = attention_edit_mask(model, inverted.trajectory, ascending, source_prompt, prompts[0])
+        blend = auto_edit_mask(
+            model, inverted.trajectory, ascending, source_prompt, prompts[0], source, target
+        )
     generator = torch.Generator().manual_seed(int(seed))
     steps = len(sigmas) - 1
     edited = edit(
@@ -153,5 +156,10 @@ def aidi_edit(
             hooks=_reporters(progress, "reconstructing", steps, model),
         )
     return EditOutcome(
-        edited.to(init_latent.dtype), recon, after_inversion - before, edit_evals, inverted.evals_per_step
+        edited.to(init_latent.dtype),
+        recon,
+        after_inversion - before,
+        edit_evals,
+        inverted.evals_per_step,
+        blend,
     )

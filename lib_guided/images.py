@@ -1,8 +1,9 @@
-"""Image files <-> tensors ([1, 3, H, W] in [0, 1]) and the PSNR reported beside reconstructions."""
+"""Image files <-> tensors ([1, 3, H, W] in [0, 1]), the PSNR reported beside reconstructions, masks shown."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -41,3 +42,8 @@ def psnr(a: torch.Tensor, b: torch.Tensor, max_value: float = 1.0) -> float:
     if mse == 0.0:
         return math.inf
     return 10.0 * math.log10(max_value**2 / mse)
+
+
+def mask_at_image_size(mask: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """A latent-resolution mask [B, 1, h, w] blown up to ``size`` (H, W) with hard edges, for showing it."""
+    return torch.nn.functional.interpolate(mask.float(), size=tuple(int(s) for s in size), mode="nearest")

@@ -15,6 +15,7 @@ from lib_guided.edit_job import EditSettings, aidi_edit
 from lib_guided.errors import GuidedInputError
 from lib_guided.gradop.decoders.factory import make_gradient_decoder
 from lib_guided.gradop.optimise import GradOPSettings, gradop_relaxed
+from lib_guided.images import mask_at_image_size
 from lib_guided.inversion.invert import InversionSettings
 from lib_guided.protocol import DiffusionModel
 from lib_guided.regions.attention import controlled_attention
@@ -156,6 +157,7 @@ class EditResult:
     inversion_evals: int
     edit_evals: int
     evals_per_step: list[int]
+    mask: torch.Tensor | None = None  # the blend mask used, [1, 1, H, W] at image resolution
 
 
 @torch.no_grad()
@@ -205,4 +207,5 @@ def edit_image(
         outcome.inversion_evals,
         outcome.edit_evals,
         outcome.evals_per_step,
+        None if outcome.mask is None else mask_at_image_size(outcome.mask, image.shape[-2:]),
     )

@@ -99,6 +99,27 @@ def early_exit(report: dict, solver: str = "aidi-a", tolerance_db: float = 0.3) 
     return out
 
 
+def auto_mask(report: dict) -> dict | None:
+    """AIDI-A editing at the fewest steps: the automatic blend mask against the object's own mask."""
+    rows = [r for r in report.get("editing", []) if r["solver"] == "aidi-a"]
+    if not rows:
+        return None
+    fewest = min(r["steps"] for r in rows)
+    by_mask = {r["mask"]: r for r in rows if r["steps"] == fewest}
+    if not {"auto", "object", "none"} <= by_mask.keys():
+        return None
+    auto, obj, none = by_mask["auto"], by_mask["object"], by_mask["none"]
+    return {
+        "steps": fewest,
+        "auto_background_psnr": auto["background_psnr"],
+        "object_background_psnr": obj["background_psnr"],
+        "no_mask_background_psnr": none["background_psnr"],
+        "gap_to_object_db": obj["background_psnr"] - auto["background_psnr"],
+        "auto_edit_success": auto["edit_success"],
+        "object_edit_success": obj["edit_success"],
+    }
+
+
 def claims(report: dict) -> dict:
     return {
         "gradop_plus_vs_sdedit": gradop_plus_vs_sdedit(report),
@@ -106,4 +127,5 @@ def claims(report: dict) -> dict:
         "region_control": region_control(report),
         "decoders": decoders(report),
         "early_exit": early_exit(report),
+        "auto_mask": auto_mask(report),
     }

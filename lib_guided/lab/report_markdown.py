@@ -94,6 +94,17 @@ def _model_quality(q: dict | None) -> list[str]:
     ]
 
 
+def _auto_mask_claim(m: dict | None) -> list[str]:
+    if m is None:
+        return []
+    return [
+        f"- **Automatic edit mask ({m['steps']} steps)**: background PSNR {m['auto_background_psnr']:.2f} dB "
+        f"against {m['object_background_psnr']:.2f} dB with the object's own mask and "
+        f"{m['no_mask_background_psnr']:.2f} dB without a mask; edit success {m['auto_edit_success']:.2f} "
+        f"({m['object_edit_success']:.2f} with the object's mask)."
+    ]
+
+
 def render(report: dict) -> str:
     c = claims(report)
     g, a, r = c["gradop_plus_vs_sdedit"], c["aidi_vs_ddim"], c["region_control"]
@@ -117,6 +128,7 @@ def render(report: dict) -> str:
         f"- **Region control**: binding accuracy {r['without']:.3f} without, {r['with']:.3f} with "
         f"(real images {report['binding']['real_images']:.3f}, VAE round trip "
         f"{report['binding']['vae_round_trip']:.3f}; {report['binding']['objects']} objects).",
+        *_auto_mask_claim(c.get("auto_mask")),
         "",
         "## Metric yardsticks",
         "",

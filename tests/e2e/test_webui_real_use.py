@@ -143,6 +143,12 @@ def test_sdxl_edit_with_the_automatic_mask(sdxl):
         sdxl, alwayson_scripts=guided(mode="edit", source_prompt="a red barn", blend_mask="auto")
     )
     assert "Guided blend mask: auto" in result.info["infotexts"][0]
+    assert "Guided auto mask share:" in result.info["infotexts"][0]
+    # the mask comes back beside the edit: black and white, some of the image repainted, not all of it
+    assert len(result.images) == 2
+    mask = np.asarray(result.images[1].convert("L"))
+    assert mask.shape == (SIZE, SIZE) and set(np.unique(mask).tolist()) <= {0, 255}
+    assert 0 < (mask == 255).mean() < 1
 
 
 def test_progress_text_names_the_gradient_phase(sd1):

@@ -1,7 +1,7 @@
 """The claim summaries read off a report (pure functions over report.json; the measured ones are in
 test_lab_claims.py)."""
 
-from lib_guided.lab.report_claims import decoders, early_exit
+from lib_guided.lab.report_claims import auto_mask, decoders, early_exit
 
 
 def synthesis_row(setting, mse, fd, seconds=1.0):
@@ -64,3 +64,25 @@ def test_early_exit_picks_the_loosest_tolerance_within_the_margin():
     assert (ten["steps"], ten["loosest_tol_within"], ten["model_evals_per_step"]) == (10, 1e-2, 2.6)
     assert ten["reference_psnr"] == 33.0
     assert twenty["loosest_tol_within"] is None and twenty["psnr"] is None
+
+
+def edit_row(steps, mask, psnr, success, solver="aidi-a"):
+    return {"solver": solver, "steps": steps, "mask": mask, "background_psnr": psnr, "edit_success": success}
+
+
+def test_auto_mask_is_compared_with_the_object_mask_at_the_fewest_steps():
+    report = {
+        "editing": [
+            edit_row(10, "none", 20.0, 0.9, solver="ddim"),
+            *(
+                edit_row(10, m, p, s)
+                for m, p, s in (("none", 21.0, 0.8), ("auto", 26.5, 0.7), ("object", 27.0, 0.75))
+            ),
+            *(edit_row(20, m, 30.0, 1.0) for m in ("none", "auto", "object")),
+        ]
+    }
+    claim = auto_mask(report)
+    assert claim["steps"] == 10
+    assert abs(claim["gap_to_object_db"] - 0.5) < 1e-9
+    assert claim["no_mask_background_psnr"] == 21.0 and claim["auto_edit_success"] == 0.7
+    assert auto_mask({"editing": [edit_row(10, "none", 20.0, 0.9)]}) is None

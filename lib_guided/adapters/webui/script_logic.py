@@ -19,7 +19,7 @@ from lib_guided.edit_job import aidi_edit
 from lib_guided.errors import GuidedInputError
 from lib_guided.gradop.decoders.factory import make_gradient_decoder
 from lib_guided.gradop.decoders.linear_cache import LinearDecoderCache
-from lib_guided.images import psnr, tensor_to_pil
+from lib_guided.images import mask_at_image_size, psnr, tensor_to_pil
 from lib_guided.params import GuidedParams
 from lib_guided.stroke_job import StrokeJob
 
@@ -30,6 +30,7 @@ class PreparedRun:
     job: StrokeJob | None = None
     reconstructions: list = field(default_factory=list)
     psnrs: list[float] = field(default_factory=list)
+    masks: list = field(default_factory=list)  # the automatic blend masks, at image size, to show
 
 
 def prepare(p, params: GuidedParams, is_img2img: bool) -> PreparedRun | None:
@@ -254,6 +255,10 @@ def _aidi_sample(p, run: PreparedRun, original, *args, **kwargs):
         run.reconstructions.append(recon.cpu())
         run.psnrs.append(psnr(recon, original_image))
         p.extra_generation_params["Guided reconstruction PSNR"] = round(run.psnrs[-1], 2)
+    if outcome.mask is not None and run.params.blend_mask == "auto":
+        size = [side * model.vae_scale_factor for side in x.shape[-2:]]
+        run.masks.append(mask_at_image_size(outcome.mask.cpu(), size).expand(-1, 3, -1, -1))
+        p.extra_generation_params["Guided auto mask share"] = round(float(outcome.mask.mean()), 3)
     return outcome.latents
 
 
@@ -296,10 +301,16 @@ class _EditProgress:
 
 
 def append_reconstructions(processed, run: PreparedRun | None) -> None:
-    """Show the plain reconstruction beside the edit so the user sees how faithful the inversion was."""
-    if run is None or not run.reconstructions:
+    """Show the plain reconstruction beside the edit so the user sees how faithful the inversion was,
+    and the automatic blend mask (white = repainted) so they see what the edit was allowed to change."""
+    if run is None:
         return
     for recon, score in zip(run.reconstructions, run.psnrs, strict=True):
         for image in recon:
             processed.images.append(tensor_to_pil(image))
             processed.infotexts.append(f"AIDI reconstruction, PSNR vs the VAE round trip: {score:.2f} dB")
+    for masks in run.masks:
+        for mask in masks:
+            processed.images.append(tensor_to_pil(mask))
+            share = float(mask[0].mean())
+            processed.infotexts.append(f"AIDI automatic blend mask: {share:.1%} of the image repainted")
