@@ -77,8 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--tol", type=float, default=_INVERSION.tol)
     ed.add_argument("--max-iter", type=int, default=_INVERSION.max_iter)
     ed.add_argument("--window", type=int, default=_INVERSION.window)
-    ed.add_argument("--mask", help="blend mask image: white = edit here, black = keep")
+    ed.add_argument(
+        "--mask", help='blend mask image (white = edit here, black = keep), or "auto" to compute one'
+    )
     ed.add_argument("--eta", type=float, default=_EDIT.eta)
+    ed.add_argument(
+        "--attention-injection",
+        type=float,
+        default=_EDIT.attention_injection,
+        help="share of the steps the edit keeps the reconstruction's attention maps (0 = off)",
+    )
     ed.add_argument("--seed", type=int, default=0)
     ed.add_argument("--report", action="store_true", help="print reconstruction PSNR and model evaluations")
     ed.add_argument("--out", required=True)
@@ -136,7 +144,9 @@ def run_edit(args: argparse.Namespace) -> dict:
         max_iter=args.max_iter,
         window=args.window,
     )
-    mask = image_to_tensor(args.mask).mean(dim=1, keepdim=True) if args.mask else None
+    mask = "auto" if args.mask == "auto" else None
+    if args.mask and mask is None:
+        mask = image_to_tensor(args.mask).mean(dim=1, keepdim=True)
     result = edit_image(
         model,
         image,
@@ -148,11 +158,14 @@ def run_edit(args: argparse.Namespace) -> dict:
         negative_prompt=args.negative_prompt,
         mask=mask,
         eta=args.eta,
+        attention_injection=args.attention_injection,
         seed=args.seed,
         with_reconstruction=args.report,
     )
     save_image(result.image, args.out)
     summary = {"out": args.out, "inversion_evals": result.inversion_evals, "edit_evals": result.edit_evals}
+    if result.mask is not None and mask == "auto":
+        summary["auto_mask_share"] = round(float(result.mask.mean()), 4)
     if args.report:
         steps = len(result.evals_per_step)
         summary.update(

@@ -52,7 +52,7 @@ STROKES_FIELDS = frozenset(
 )
 EDIT_FIELDS = frozenset(
     "source_prompt inversion_cfg edit_cfg solver max_iter tol window blend_mask eta "
-    "return_reconstruction".split()
+    "return_reconstruction attention_injection".split()
 )
 
 
@@ -156,6 +156,18 @@ FIELDS: tuple[Field, ...] = (
         "Also return the reconstruction and its PSNR",
         infotext="Guided reconstruction",
     ),
+    # last, so that positional API calls written before it still line up
+    Field(
+        "attention_injection",
+        float,
+        _EDIT.attention_injection,
+        "Attention injection (share of steps)",
+        0.0,
+        1.0,
+        0.05,
+        infotext="Guided attention injection",
+        help="the edit keeps the reconstruction's attention maps for this share of the steps (0 = off)",
+    ),
 )
 FIELD_BY_NAME = {f.name: f for f in FIELDS}
 
@@ -191,6 +203,7 @@ class GuidedParams:
     blend_mask: str = _default("blend_mask")
     eta: float = _default("eta")
     return_reconstruction: bool = _default("return_reconstruction")
+    attention_injection: float = _default("attention_injection")
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -226,7 +239,7 @@ class GuidedParams:
         )
 
     def edit_settings(self) -> EditSettings:
-        return EditSettings(self.edit_cfg, self.eta, self.blend_mask)
+        return EditSettings(self.edit_cfg, self.eta, self.blend_mask, self.attention_injection)
 
     def inversion_settings(self, steps: int) -> InversionSettings:
         return InversionSettings(self.solver, steps, self.inversion_cfg, self.tol, self.max_iter, self.window)

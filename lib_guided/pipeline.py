@@ -173,6 +173,7 @@ def edit_image(
     negative_prompt: str = "",
     mask: torch.Tensor | str | None = None,
     eta: float = EditSettings.eta,
+    attention_injection: float = EditSettings.attention_injection,
     seed: int = 0,
     with_reconstruction: bool = False,
 ) -> EditResult:
@@ -183,7 +184,9 @@ def edit_image(
     if isinstance(mask, str) and mask != "auto":
         raise GuidedInputError("mask", f"must be an image, None or 'auto', got {mask!r}")
     blend = "auto" if isinstance(mask, str) else "none" if mask is None else "inpaint"
-    settings = EditSettings(edit_cfg=edit_cfg, eta=eta, blend_mask=blend)
+    settings = EditSettings(
+        edit_cfg=edit_cfg, eta=eta, blend_mask=blend, attention_injection=attention_injection
+    )
     latent = model.encode(image.to(_device(model)))
     outcome = aidi_edit(
         model,

@@ -37,6 +37,8 @@ class DiffusionModel(Protocol):
     def attention_modules(self) -> list[tuple[str, nn.Module]]:
         """Cross-attention modules (those exposing to_q, to_k, to_v, to_out, heads)."""
 
+    # Optional: ``self_attention_modules()``, the same for self-attention (AIDI's attention injection).
+
     def token_positions(self, prompt: str, phrase: str) -> list[int]:
         """Indices in the encoded prompt of the tokens of ``phrase`` (empty if absent)."""
 

@@ -33,6 +33,7 @@ OWNERS = {
     "window": (InversionSettings, "edit", "window"),
     "edit_cfg": (EditSettings, "edit", "edit_cfg"),
     "eta": (EditSettings, "edit", "eta"),
+    "attention_injection": (EditSettings, "edit", "attention_injection"),
     "blend_mask": (EditSettings, None, None),  # the CLI takes a mask file instead
 }
 

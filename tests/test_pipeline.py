@@ -125,7 +125,7 @@ def test_edit_reports_progress_of_every_pass(tiny_model):
         ["a blue barn"],
         [""],
         settings,
-        EditSettings(),
+        EditSettings(attention_injection=0.0),
         with_reconstruction=True,
         progress=lambda *r: reports.append(r),
     )
@@ -135,3 +135,16 @@ def test_edit_reports_progress_of_every_pass(tiny_model):
     inversion = [r[3] for r in reports[:4]]
     assert inversion == sorted(inversion) and inversion[-1] == outcome.inversion_evals
     assert reports[7][3] == outcome.edit_evals and tiny_model.evals - before >= outcome.inversion_evals + 8
+    # with attention injection (the default) the reconstruction is made in the edit's own calls
+    reports.clear()
+    aidi_edit(
+        tiny_model,
+        latent,
+        "a red barn",
+        ["a blue barn"],
+        [""],
+        settings,
+        with_reconstruction=True,
+        progress=lambda *r: reports.append(r),
+    )
+    assert [r[0] for r in reports] == ["inverting"] * 4 + ["editing"] * 4

@@ -126,6 +126,9 @@ class DiffusersModel:
     def attention_modules(self) -> list[tuple[str, nn.Module]]:
         return [(name, m) for name, m in self.unet.named_modules() if name.endswith("attn2")]
 
+    def self_attention_modules(self) -> list[tuple[str, nn.Module]]:
+        return [(name, m) for name, m in self.unet.named_modules() if name.endswith("attn1")]
+
     def token_positions(self, prompt: str, phrase: str) -> list[int]:
         prompt_ids = self._token_ids([prompt])[0].tolist()
         phrase_ids = self.tokenizer(phrase, add_special_tokens=False).input_ids

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
-from lib_guided.diffusion.guidance import guided_eps
+from lib_guided.diffusion.guidance import Scale, guided_eps
 from lib_guided.protocol import Cond, DiffusionModel
 
 
@@ -42,11 +42,22 @@ def ddim_step(
     eps: torch.Tensor,
     sigma: float,
     sigma_next: float,
-    eta: float = 0.0,
+    eta: float | torch.Tensor = 0.0,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
+    """One DDIM step; a tensor ``eta`` ([B, 1, 1, 1]) gives each row its own (rows at 0 deterministic)."""
+    deterministic = x0 + sigma_next * eps
+    if isinstance(eta, torch.Tensor):
+        if sigma_next <= 0.0 or not bool((eta > 0).any()):
+            return deterministic
+        eta = eta.to(x0)
+        share = (sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2) ** 0.5
+        sigma_up = (eta * share).clamp(max=sigma_next)
+        sigma_down = (sigma_next**2 - sigma_up**2).sqrt()
+        stochastic = x0 + sigma_down * eps + sigma_up * gaussian_like(x0, generator)
+        return torch.where(eta > 0, stochastic, deterministic)
     if eta <= 0.0 or sigma_next <= 0.0:
-        return x0 + sigma_next * eps
+        return deterministic
     sigma_up = min(sigma_next, eta * (sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2) ** 0.5)
     sigma_down = (sigma_next**2 - sigma_up**2) ** 0.5
     return x0 + sigma_down * eps + sigma_up * gaussian_like(x0, generator)
@@ -58,10 +69,10 @@ def sample(
     sigmas: torch.Tensor,
     cond: Cond,
     uncond: Cond | None = None,
-    scale: float = 1.0,
+    scale: Scale = 1.0,
     *,
     mask: torch.Tensor | None = None,
-    eta: float = 0.0,
+    eta: float | torch.Tensor = 0.0,
     generator: torch.Generator | None = None,
     hooks: Sequence[StepHook] = (),
     first_step: int = 0,

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lib_guided.edit_job import EditSettings
 from lib_guided.inversion.invert import InversionSettings
 from lib_guided.lab.classifier import LabClassifier
 from lib_guided.lab.classifier_data import images_to_tensor
@@ -33,6 +34,7 @@ class EditSetting:
     solver: str
     steps: int
     mask: str  # one of MASKS
+    injection: float = EditSettings.attention_injection  # share of the edit's steps (0 = off)
 
 
 def object_mask(scene: Scene, index: int, margin: int = 0) -> torch.Tensor:
@@ -84,10 +86,39 @@ def run_edits(
             inversion=inversion,
             edit_cfg=edit_cfg,
             mask=mask,
+            attention_injection=setting.injection,
             seed=seed,
         )
         out.append(result.image)
     return torch.cat(out)
+
+
+def example_edits(
+    model: DiffusionModel, scenes: Sequence[Scene], setting: EditSetting, *, edit_cfg: float, seed: int = 0
+) -> dict[str, torch.Tensor]:
+    """For the report's example grid: per scene the reconstruction, the blend mask and the edit."""
+    inversion = InversionSettings(solver=setting.solver, steps=setting.steps)
+    out: dict[str, list[torch.Tensor]] = {"reconstruction": [], "mask": [], "edit": []}
+    for scene in scenes:
+        task = edit_task(scene)
+        image = image_tensor(scene.image)
+        result = edit_image(
+            model,
+            image,
+            task.source_prompt,
+            task.edit_prompt,
+            inversion=inversion,
+            edit_cfg=edit_cfg,
+            mask=blend_mask(scene, task, setting.mask, model.vae_scale_factor),
+            attention_injection=setting.injection,
+            seed=seed,
+            with_reconstruction=True,
+        )
+        mask = result.mask if result.mask is not None else torch.ones_like(image[:, :1])
+        out["reconstruction"].append(result.reconstruction)
+        out["mask"].append(mask.expand(-1, 3, -1, -1))
+        out["edit"].append(result.image)
+    return {name: torch.cat(images) for name, images in out.items()}
 
 
 def recoloured(scene: Scene, task: EditTask) -> np.ndarray:

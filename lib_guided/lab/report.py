@@ -21,6 +21,7 @@ from lib_guided.lab.classifier import WEIGHTS, LabClassifier, load_classifier
 from lib_guided.lab.eval_scenes import eval_scenes, reference_images, stack_images
 from lib_guided.lab.metrics import faithfulness_mse, frechet_distance
 from lib_guided.lab.model_quality import model_quality
+from lib_guided.lab.report_grids import example_grids
 from lib_guided.lab.report_plan import (
     EARLY_EXIT_REFERENCE_ITERATIONS,
     FULL,
@@ -183,12 +184,17 @@ def run_editing(model, classifier, plan: ReportPlan, timer: Timer):
                 "solver": setting.solver,
                 "steps": setting.steps,
                 "mask": setting.mask,
+                "injection": setting.injection,
                 "edit_success": float(scores["success"].float().mean()),
                 "background_psnr": _finite_mean(scores["background_psnr"]),
                 "seconds_per_image": round((time.time() - started) / len(scenes), 3),
             }
         )
-        timer.section(f"editing {setting.solver} {setting.steps} steps, mask {setting.mask}", started)
+        timer.section(
+            f"editing {setting.solver} {setting.steps} steps, mask {setting.mask}, "
+            f"injection {setting.injection:g}",
+            started,
+        )
     return rows, images, scenes
 
 
@@ -329,7 +335,7 @@ def run_report(
     }
     if plots:
         started = time.time()
-        grids = _grids(model, plan, scenes, images, controlled, inv_scenes, edit_scenes, edited)
+        grids = example_grids(model, plan, scenes, images, controlled, inv_scenes, edit_scenes, edited)
         _figures(plan, report, grids, out)
         timer.section("figures", started)
     report["sections_seconds"] = timer.sections
@@ -338,35 +344,6 @@ def run_report(
     (out / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     (out / "report.md").write_text(render(report), encoding="utf-8")
     return report
-
-
-def _grids(model, plan: ReportPlan, scenes, images, controlled, inv_scenes, edit_scenes, edited) -> dict:
-    n = plan.examples
-    pick = slice(0, n * plan.per_scene, plan.per_scene)  # the first image of each of the first n scenes
-    sdedit = next(s for s in plan.synthesis if s.method == "sdedit" and s.strength >= 0.7)
-    steps = min(plan.inversion_steps)
-    fewest = min(x.steps for x in plan.edits)
-    edits = {e.mask: e for e in plan.edits if e.solver == "aidi-a" and e.steps == fewest}
-    return {
-        "synthesis": {
-            "strokes": stack_images(scenes[:n], "strokes"),
-            f"SDEdit ({sdedit.setting})": images[sdedit][pick],
-            "GradOP+": images[GRADOP_PLUS_DEFAULT][pick],
-            "+ region control": controlled[pick],
-            "real scene": stack_images(scenes[:n]),
-        },
-        "inversion": {
-            "image": stack_images(inv_scenes[:n]),
-            f"DDIM inversion, {steps} steps": inversion_eval.reconstructions(
-                model, inv_scenes[:n], "ddim", steps
-            ),
-            f"AIDI-A, {steps} steps": inversion_eval.reconstructions(model, inv_scenes[:n], "aidi-a", steps),
-        },
-        "editing": {
-            "image": stack_images(edit_scenes[:n]),
-            **{f"mask: {m}": edited[e][:n] for m, e in edits.items()},
-        },
-    }
 
 
 def _load(model_dir: str | None):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lib_guided.edit_job import EditSettings
 from lib_guided.gradop.decoders.factory import DECODERS
 from lib_guided.lab.report_plan import GRADOP_PLUS_DEFAULT, gradop_plus
 from lib_guided.lab.synthesis_eval import sdedit_at
@@ -100,8 +101,14 @@ def early_exit(report: dict, solver: str = "aidi-a", tolerance_db: float = 0.3) 
 
 
 def auto_mask(report: dict) -> dict | None:
-    """AIDI-A editing at the fewest steps: the automatic blend mask against the object's own mask."""
-    rows = [r for r in report.get("editing", []) if r["solver"] == "aidi-a"]
+    """AIDI-A editing at the fewest steps and the default attention injection: the automatic blend mask
+    against the object's own mask."""
+    injection = EditSettings().attention_injection
+    rows = [
+        r
+        for r in report.get("editing", [])
+        if r["solver"] == "aidi-a" and r.get("injection", 0.0) == injection
+    ]
     if not rows:
         return None
     fewest = min(r["steps"] for r in rows)
@@ -111,6 +118,7 @@ def auto_mask(report: dict) -> dict | None:
     auto, obj, none = by_mask["auto"], by_mask["object"], by_mask["none"]
     return {
         "steps": fewest,
+        "injection": injection,
         "auto_background_psnr": auto["background_psnr"],
         "object_background_psnr": obj["background_psnr"],
         "no_mask_background_psnr": none["background_psnr"],

@@ -10,7 +10,8 @@ PLOTS = {
     "binding.png": "Binding accuracy with and without region control",
     "examples_synthesis.png": "strokes | SDEdit | GradOP+ | GradOP+ with region control",
     "examples_inversion.png": "image | DDIM inversion | AIDI-A (same steps)",
-    "examples_editing.png": "image | edit without mask | auto mask | object mask (AIDI-A)",
+    "examples_editing.png": "image | reconstruction | automatic mask | edit | edit without attention "
+    "injection (AIDI-A)",
 }
 
 
@@ -228,9 +229,16 @@ def render(report: dict) -> str:
         "## Editing (one object recoloured by its colour word)",
         "",
         *_table(
-            ["solver", "steps", "blend mask", "edit success", "PSNR outside the object (dB)"],
+            ["solver", "steps", "blend mask", "attention injection", "edit success", "PSNR outside (dB)"],
             [
-                [e["solver"], e["steps"], e["mask"], e["edit_success"], e["background_psnr"]]
+                [
+                    e["solver"],
+                    e["steps"],
+                    e["mask"],
+                    e.get("injection", 0.0),
+                    e["edit_success"],
+                    e["background_psnr"],
+                ]
                 for e in report["editing"]
             ],
         ),

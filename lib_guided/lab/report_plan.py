@@ -72,7 +72,11 @@ QUICK = ReportPlan(
     inversion_scenes=6,
     inversion_steps=(10, 20),
     edit_scenes=12,
-    edits=(EditSetting("ddim", 10, "none"), *(EditSetting("aidi-a", 10, m) for m in MASKS)),
+    edits=(
+        EditSetting("ddim", 10, "none"),
+        *(EditSetting("aidi-a", 10, m) for m in MASKS),
+        EditSetting("aidi-a", 10, "auto", injection=0.0),  # the lever: attention injection off
+    ),
     edit_cfg=5.0,
     early_exit_tols=(1e-2, 1e-3),
 )
@@ -104,6 +108,7 @@ FULL = ReportPlan(
     edits=(
         *(EditSetting("ddim", n, "none") for n in (10, 20)),
         *(EditSetting("aidi-a", n, m) for n in (10, 20) for m in MASKS),
+        *(EditSetting("aidi-a", 10, m, injection=0.0) for m in MASKS),  # attention injection off
     ),
     edit_cfg=5.0,
 )

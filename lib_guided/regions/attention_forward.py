@@ -65,7 +65,7 @@ def _is_neutral(value: Any) -> bool:
     return isinstance(value, dict) and not value
 
 
-def _parse_call(args: tuple, kwargs: dict[str, Any]) -> _Call | None:
+def parse_call(args: tuple, kwargs: dict[str, Any]) -> _Call | None:
     """None when the call uses something the manual path cannot reproduce (then we delegate)."""
     slots: dict[str, int | str] = {}
     for position, (role, names) in enumerate(
@@ -140,7 +140,7 @@ def make_forward(
     """The instance forward: the manual path on conditional rows, ``original`` for everything else."""
 
     def forward(*args: Any, **kwargs: Any) -> Any:
-        call = _parse_call(args, kwargs)
+        call = parse_call(args, kwargs)
         if call is None:
             return original(*args, **kwargs)
         x, context = call.get("x"), call.get("context")

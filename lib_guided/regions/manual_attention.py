@@ -35,17 +35,17 @@ def check_supported(module: nn.Module) -> None:
         raise ValueError(f"{type(module).__name__}: grouped key/value heads are not supported")
 
 
-def _split_heads(tensor: torch.Tensor, heads: int) -> torch.Tensor:
+def split_heads(tensor: torch.Tensor, heads: int) -> torch.Tensor:
     batch, length, inner = tensor.shape
     return tensor.reshape(batch, length, heads, inner // heads).transpose(1, 2)
 
 
-def _merge_heads(tensor: torch.Tensor) -> torch.Tensor:
+def merge_heads(tensor: torch.Tensor) -> torch.Tensor:
     batch, heads, length, dim = tensor.shape
     return tensor.transpose(1, 2).reshape(batch, length, heads * dim)
 
 
-def _project_out(module: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+def project_out(module: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     """to_out[0] (Linear) then to_out[1] (Dropout); also accepts a bare Linear."""
     to_out = module.to_out
     if isinstance(to_out, (nn.Sequential, nn.ModuleList)):
@@ -101,9 +101,9 @@ def manual_attention(
         x = module.group_norm(x.transpose(1, 2)).transpose(1, 2)
     if getattr(module, "norm_cross", None) is not None:
         context = module.norm_encoder_hidden_states(context)
-    q = _split_heads(module.to_q(x), module.heads)
-    k = _split_heads(module.to_k(context), module.heads)
-    v = _split_heads(module.to_v(context), module.heads)
+    q = split_heads(module.to_q(x), module.heads)
+    k = split_heads(module.to_k(context), module.heads)
+    v = split_heads(module.to_v(context), module.heads)
     if getattr(module, "norm_q", None) is not None:
         q = module.norm_q(q)
     if getattr(module, "norm_k", None) is not None:
@@ -117,8 +117,8 @@ def manual_attention(
     del scores
     if recorder is not None:
         recorder.add(probs)
-    hidden = _merge_heads(torch.matmul(probs.to(v.dtype), v))
-    hidden = _project_out(module, hidden)
+    hidden = merge_heads(torch.matmul(probs.to(v.dtype), v))
+    hidden = project_out(module, hidden)
     if getattr(module, "residual_connection", False):
         hidden = hidden + residual
     return hidden / getattr(module, "rescale_output_factor", 1.0)

@@ -1,6 +1,7 @@
 """The claim summaries read off a report (pure functions over report.json; the measured ones are in
 test_lab_claims.py)."""
 
+from lib_guided.edit_job import EditSettings
 from lib_guided.lab.report_claims import auto_mask, decoders, early_exit
 
 
@@ -66,8 +67,15 @@ def test_early_exit_picks_the_loosest_tolerance_within_the_margin():
     assert twenty["loosest_tol_within"] is None and twenty["psnr"] is None
 
 
-def edit_row(steps, mask, psnr, success, solver="aidi-a"):
-    return {"solver": solver, "steps": steps, "mask": mask, "background_psnr": psnr, "edit_success": success}
+def edit_row(steps, mask, psnr, success, solver="aidi-a", injection=0.6):
+    return {
+        "solver": solver,
+        "steps": steps,
+        "mask": mask,
+        "injection": injection,
+        "background_psnr": psnr,
+        "edit_success": success,
+    }
 
 
 def test_auto_mask_is_compared_with_the_object_mask_at_the_fewest_steps():
@@ -82,7 +90,7 @@ def test_auto_mask_is_compared_with_the_object_mask_at_the_fewest_steps():
         ]
     }
     claim = auto_mask(report)
-    assert claim["steps"] == 10
+    assert claim["steps"] == 10 and claim["injection"] == EditSettings().attention_injection
     assert abs(claim["gap_to_object_db"] - 0.5) < 1e-9
     assert claim["no_mask_background_psnr"] == 21.0 and claim["auto_edit_success"] == 0.7
     assert auto_mask({"editing": [edit_row(10, "none", 20.0, 0.9)]}) is None

@@ -74,6 +74,9 @@ class WebUIModel:
     def attention_modules(self) -> list[tuple[str, nn.Module]]:
         return [(n, m) for n, m in self.unet.named_modules() if n.endswith("attn2")]
 
+    def self_attention_modules(self) -> list[tuple[str, nn.Module]]:
+        return [(n, m) for n, m in self.unet.named_modules() if n.endswith("attn1")]
+
     def token_positions(self, prompt: str, phrase: str) -> list[int]:
         """Positions in the WebUI's chunked context (77 tokens per chunk, BOS/EOS in each)."""
         embedder = self._text_embedder()

@@ -15,7 +15,7 @@ from lib_guided.adapters.webui.aidi_call import Interrupted, StoppableModel
 from lib_guided.adapters.webui.guided_call import denoiser_step, guided_sampler_call
 from lib_guided.adapters.webui.host_choices import check_host_choices
 from lib_guided.adapters.webui.model import WebUIModel
-from lib_guided.edit_job import aidi_edit
+from lib_guided.edit_job import aidi_edit, will_inject
 from lib_guided.errors import GuidedInputError
 from lib_guided.gradop.decoders.factory import make_gradient_decoder
 from lib_guided.gradop.decoders.linear_cache import LinearDecoderCache
@@ -266,10 +266,14 @@ def _aidi_edit(model, params: GuidedParams, x: torch.Tensor, p, steps: int):
     nmask = getattr(p, "nmask", None)  # the inpaint mask at latent size, 1 = repaint
     mask = nmask.to(x).reshape(-1, 1, *x.shape[-2:])[:1] if nmask is not None else None
     inversion = params.inversion_settings(steps)
+    source_prompt = params.source_prompt or p.prompts[0]
+    injected = will_inject(model, params.edit_settings(), source_prompt, p.prompts)
+    if params.attention_injection > 0 and not injected:
+        p.extra_generation_params["Guided injection skipped"] = "prompts differ in token count"
     return aidi_edit(
         model,
         x,
-        params.source_prompt or p.prompts[0],
+        source_prompt,
         p.prompts,
         p.negative_prompts,
         inversion,
@@ -278,7 +282,8 @@ def _aidi_edit(model, params: GuidedParams, x: torch.Tensor, p, steps: int):
         seed=p.seeds[0],
         mask=mask,
         with_reconstruction=params.return_reconstruction,
-        progress=_EditProgress(params.return_reconstruction),
+        # with attention injection the reconstruction rides along in the edit's calls: no third pass
+        progress=_EditProgress(params.return_reconstruction and not injected),
     )
 
 

@@ -33,6 +33,7 @@ AXES: tuple[tuple[str, str], ...] = (
     ("solver", "img2img"),
     ("max_iter", "img2img"),
     ("tol", "img2img"),
+    ("attention_injection", "img2img"),
 )
 
 

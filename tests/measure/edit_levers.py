@@ -1,9 +1,9 @@
-"""The automatic blend mask against the object's own on the lab's full-plan edit scenes (24 scenes,
-AIDI-A, 10 steps, edit CFG 5 unless told): edit success, background PSNR, the mask's IoU with the
-object's.
+"""Editing levers on the lab's full-plan edit scenes (24 scenes, AIDI-A, 10 steps, edit CFG 5 unless
+told): the automatic blend mask against the object's own, and attention injection. Prints edit success,
+background PSNR and, for the automatic mask, its IoU with the object's.
 
-    python tests/measure/edit_masks.py [--thresholds 0.3 0.4 0.5 0.6] [--edit-cfgs 5]
-        [--masks none object auto]
+    python tests/measure/edit_levers.py [--thresholds 0.3 0.4 0.5 0.6] [--edit-cfgs 5]
+        [--masks none object auto] [--injections 0]
 """
 
 import argparse
@@ -23,15 +23,25 @@ from lib_guided.lab.classifier import load_classifier  # noqa: E402
 from lib_guided.lab.eval_scenes import eval_scenes, stack_images  # noqa: E402
 
 
+def _self_only(injected_edit, *args, **kwargs):
+    return injected_edit(*args, **{**kwargs, "cross": False})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.3, 0.4, 0.5, 0.6])
     parser.add_argument("--edit-cfgs", type=float, nargs="+", default=[5.0])
     parser.add_argument("--masks", nargs="+", default=["none", "object", "auto"])
+    parser.add_argument("--injections", type=float, nargs="+", default=[0.0])
+    parser.add_argument(
+        "--self-only", action="store_true", help="inject self-attention only, never cross-attention"
+    )
     parser.add_argument("--scenes", type=int, default=24)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.self_only:
+        edit_job.injected_edit = functools.partial(_self_only, edit_job.injected_edit)
     model, classifier = load_model(None), load_classifier()
     scenes = eval_scenes(args.scenes)
     tasks = editing_eval.tasks_for(scenes)
@@ -48,20 +58,22 @@ def main() -> None:
         return mask
 
     rows = [
-        (kind, threshold, cfg)
+        (kind, threshold, cfg, injection)
+        for injection in args.injections
         for cfg in args.edit_cfgs
         for kind in args.masks
         for threshold in (args.thresholds if kind == "auto" else [None])
     ]
-    for kind, threshold, cfg in rows:
+    for kind, threshold, cfg, injection in rows:
         masks.clear()
         if threshold is not None:
             edit_job.auto_edit_mask = functools.partial(recording, threshold=threshold)
-        setting = editing_eval.EditSetting("aidi-a", 10, kind)
+        setting = editing_eval.EditSetting("aidi-a", 10, kind, injection)
         edited = editing_eval.run_edits(model, scenes, setting, edit_cfg=cfg, seed=1000)
         scores = editing_eval.edit_scores(classifier, edited, originals, scenes, tasks)
         line = (
-            f"edit CFG {cfg:g} {kind:6s} {'' if threshold is None else f'threshold {threshold}':14s} "
+            f"injection {injection:g} edit CFG {cfg:g} {kind:6s} "
+            f"{'' if threshold is None else f'threshold {threshold}':14s} "
             f"success {float(scores['success'].float().mean()):.3f} "
             f"background PSNR {float(scores['background_psnr'].mean()):.2f} dB"
         )
