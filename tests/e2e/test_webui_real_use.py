@@ -173,6 +173,22 @@ def test_progress_text_names_the_gradient_phase(sd1):
     assert len(seen) > 1  # it moves
 
 
+@pytest.mark.parametrize("checkpoint", ["sd1", "sdxl"])
+def test_edit_attention_injection_changes_the_edit_and_keeps_the_reconstruction(request, checkpoint):
+    server = request.getfixturevalue(checkpoint)
+    args = {"mode": "edit", "source_prompt": "a red barn", "return_reconstruction": True}
+    off = edit_img2img(server, alwayson_scripts=guided(**args, attention_injection=0))
+    on = edit_img2img(server, alwayson_scripts=guided(**args))  # on by default
+    info = on.info["infotexts"][0]
+    assert "Guided attention injection: 0.6" in info and "Guided injection skipped" not in info
+    assert len(on.images) == 2  # the reconstruction came from the edit's own batched calls
+    assert not np.array_equal(as_array(on.images[0]), as_array(off.images[0]))
+    # the reconstruction branch is the plain round trip's computation, batched beside the edit
+    assert np.abs(as_array(on.images[1]) - as_array(off.images[1])).max() <= 2 / 255
+    other = edit_img2img(server, prompt="a big blue barn by a lake", alwayson_scripts=guided(**args))
+    assert "Guided injection skipped: prompts differ in token count" in other.info["infotexts"][0]
+
+
 def test_edit_progress_names_inversion_and_edit_and_moves_the_bar(sd1):
     seen: dict[str, float] = {}
     done = threading.Event()
