@@ -7,6 +7,7 @@ hosts only encode the image and decode the result.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable, Sequence
@@ -21,7 +22,7 @@ from lib_guided.inversion.attention_injection import check_fraction, injected_ed
 from lib_guided.inversion.edit_mask import auto_edit_mask
 from lib_guided.inversion.editing import edit
 from lib_guided.inversion.invert import InversionSettings, invert
-from lib_guided.protocol import DiffusionModel, pad_conds
+from lib_guided.protocol import Cond, DiffusionModel, pad_conds
 
 BLEND_MASKS = ("none", "inpaint", "auto")
 
@@ -85,6 +86,21 @@ class EditOutcome:
     injected: bool = False  # attention injection ran (asked for, and the prompts line up)
 
 
+def _one_image(x: torch.Tensor, negative_prompts: Sequence[str]) -> bool:
+    """Every row is the same image with the same negative prompt (so the same inversion)."""
+    return (
+        x.shape[0] > 1
+        and len(set(negative_prompts)) == 1
+        and all(torch.equal(x[0], x[i]) for i in range(1, x.shape[0]))
+    )
+
+
+def _first_row(cond: Cond) -> Cond:
+    if isinstance(cond, dict):
+        return {k: v[:1] for k, v in cond.items()}
+    return cond[:1]
+
+
 def will_inject(
     model: DiffusionModel, settings: EditSettings, source_prompt: str, prompts: Sequence[str]
 ) -> bool:
@@ -135,7 +151,15 @@ def aidi_edit(
     x = init_latent.float()
     before = model.evals
     on_step = None if progress is None else functools.partial(progress, "inverting")
-    inverted = invert(model, x, sigmas, source, uncond, inversion, on_step=on_step)
+    if _one_image(x, negative_prompts):  # n variants of one image (the WebUI's batch): one inversion
+        inverted = invert(
+            model, x[:1], sigmas, _first_row(source), _first_row(uncond), inversion, on_step=on_step
+        )
+        inverted = dataclasses.replace(
+            inverted, trajectory=[t.expand(batch, *t.shape[1:]) for t in inverted.trajectory]
+        )
+    else:
+        inverted = invert(model, x, sigmas, source, uncond, inversion, on_step=on_step)
     after_inversion = model.evals
     blend = None
     if settings.blend_mask == "inpaint" and mask is not None:
