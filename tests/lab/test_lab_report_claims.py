@@ -87,6 +87,7 @@ def test_auto_mask_is_compared_with_the_object_mask_at_the_fewest_steps():
                 for m, p, s in (("none", 21.0, 0.8), ("auto", 26.5, 0.7), ("object", 27.0, 0.75))
             ),
             *(edit_row(20, m, 30.0, 1.0) for m in ("none", "auto", "object")),
+            edit_row(10, "auto", 20.0, 0.1, injection=0.0),  # not the default injection: left out
         ]
     }
     claim = auto_mask(report)
