@@ -3,6 +3,7 @@ import math
 import pytest
 
 from lib_guided.errors import GuidedInputError
+from lib_guided.inversion.invert import InversionSettings
 from lib_guided.params import FIELDS, GuidedParams, format_palette, parse_palette
 
 PALETTE = [{"color": "#d03030", "phrase": "red barn", "weight": 1.5}, {"color": "#3050c0", "phrase": "lake"}]
@@ -32,7 +33,7 @@ def test_infotext_round_trips_every_written_field():
     restored = {f.name: info[f.infotext] for f in FIELDS if f.infotext in info}
     back = GuidedParams(**restored)
     assert back == GuidedParams(
-        **{**p.__dict__, "strokes": None, "solver": "aidi-a", "tol": 1e-3, "eta": 0.0}
+        **{**p.__dict__, "strokes": None, "solver": "aidi-a", "tol": InversionSettings.tol, "eta": 0.0}
     )
     edit = GuidedParams(enabled=True, mode="edit", solver="aidi-e", tol=1e-4, eta=0.2, edit_cfg=9)
     edit_info = edit.infotext()

@@ -120,7 +120,13 @@ class PreparedCase:
 class CaseRunner:
     """Prepares the cases on one model; the linear decoder is fitted once per runner and reused."""
 
-    def __init__(self, model, device: torch.device, tol: float = 1e-3, max_iter: int = 10) -> None:
+    def __init__(
+        self,
+        model,
+        device: torch.device,
+        tol: float = InversionSettings.tol,
+        max_iter: int = InversionSettings.max_iter,
+    ) -> None:
         self.model, self.device = model, torch.device(device)
         self.tol, self.max_iter = tol, max_iter
         self.decoder_cache = LinearDecoderCache()

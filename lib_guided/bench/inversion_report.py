@@ -104,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompt", action="append", required=True, help="one per --image")
     parser.add_argument("--steps", type=int, nargs="+", default=[10, 20])
     parser.add_argument("--solvers", nargs="+", choices=SOLVERS, default=list(SOLVERS))
-    parser.add_argument("--tol", type=float, default=1e-3)
-    parser.add_argument("--max-iter", type=int, default=10)
+    parser.add_argument("--tol", type=float, default=InversionSettings.tol)
+    parser.add_argument("--max-iter", type=int, default=InversionSettings.max_iter)
     parser.add_argument("--json", help="also write the report here")
     args = parser.parse_args(argv)
     if len(args.image) != len(args.prompt):

@@ -29,7 +29,7 @@ from lib_guided.bench.memory import PeakMemory
 from lib_guided.bench.models import ARCHS, build_bench_model
 from lib_guided.bench.report import add_ratios, machine_info, write_report
 from lib_guided.gradop.decoders.factory import DECODERS
-from lib_guided.inversion.invert import SOLVERS
+from lib_guided.inversion.invert import SOLVERS, InversionSettings
 from lib_guided.stroke_job import StrokeSettings
 
 DEFAULT_SIZES = {
@@ -113,8 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=["full", "full-checkpointed", "linear", "linear-anchored", "linear-anchored-half"],
     )
     parser.add_argument("--solvers", nargs="+", choices=SOLVERS, default=list(SOLVERS))
-    parser.add_argument("--tol", type=float, default=1e-3)
-    parser.add_argument("--max-iter", type=int, default=10)
+    parser.add_argument("--tol", type=float, default=InversionSettings.tol)
+    parser.add_argument("--max-iter", type=int, default=InversionSettings.max_iter)
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument(
         "--isolate",

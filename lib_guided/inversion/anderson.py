@@ -177,7 +177,8 @@ def _rows(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def solve(F: Map, y0: torch.Tensor, mixer: Mixer, tol: float, max_iter: int) -> SolveResult:
-    """The shared loop: evaluate, measure, stop or ask ``mixer`` for the next iterate."""
+    """The shared loop: evaluate, measure, stop (returning the last ``F(y)``) or ask ``mixer`` for the next
+    iterate. The residuals are those of the iterates ``y``; a converged result is ``F`` of the last one."""
     if not tol > 0.0:
         raise ValueError(f"tol: must be > 0, got {tol}")
     if max_iter < 1:
@@ -191,7 +192,8 @@ def solve(F: Map, y0: torch.Tensor, mixer: Mixer, tol: float, max_iter: int) -> 
         row_residual = relative_residual(r, y)
         residuals.append(float(row_residual.max()))  # the one host sync per iteration
         if residuals[-1] < tol:
-            return SolveResult(y, iteration, iteration, residuals, converged=True)
+            # F(y) is already paid for and, F being a contraction here, one step closer than y
+            return SolveResult(g, iteration, iteration, residuals, converged=True)
         best.update(y, row_residual)
         y = mixer.propose(y, g, r)
     return SolveResult(best.choose(y), max_iter, max_iter, residuals, converged=False)

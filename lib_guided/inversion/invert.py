@@ -50,7 +50,10 @@ class InversionSettings:
     solver: str = "aidi-a"
     steps: int = 20
     inversion_cfg: float = 1.0
-    tol: float = 1e-3
+    # relative residual to stop at. 3e-3 since a converged solve returns F(y): on the lab (12 scenes) within
+    # 0.03 dB of 5 fixed iterations at 2.77 evaluations per step (10 steps), 1.74 (20 steps); 1e-3 needs
+    # 3.73 / 2.40 for no measurable gain (python tests/measure/early_exit.py)
+    tol: float = 3e-3
     max_iter: int = 10
     window: int = 3
     beta: float = 1.0

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from lib_guided.inversion.invert import InversionSettings
 from lib_guided.lab import binding_eval, editing_eval, inversion_eval, realism
 from lib_guided.lab.classifier import WEIGHTS, LabClassifier, load_classifier
 from lib_guided.lab.eval_scenes import eval_scenes, reference_images, stack_images
@@ -327,7 +328,11 @@ def run_report(
             {k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
             for row in inversion["inversion"]
         ],
-        "inversion_settings": {"inversion_cfg": 1.0, "tol": 1e-3, "max_iter": 10},
+        "inversion_settings": {
+            "inversion_cfg": 1.0,
+            "tol": InversionSettings.tol,
+            "max_iter": InversionSettings.max_iter,
+        },
         "inversion_early_exit": early_exit,
         "editing": editing,
         "editing_ground_truth": editing_yardsticks(classifier, edit_scenes),

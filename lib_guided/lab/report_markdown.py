@@ -95,6 +95,14 @@ def _model_quality(q: dict | None) -> list[str]:
     ]
 
 
+def _inversion_heading(settings: dict | None) -> str:
+    s = settings or {"inversion_cfg": 1.0, "tol": 1e-3, "max_iter": 10}  # reports before the key
+    return (
+        f"## Inversion (inversion CFG {s['inversion_cfg']:g}, tol {s['tol']:g}, "
+        f"at most {s['max_iter']} iterations per step)"
+    )
+
+
 def _auto_mask_claim(m: dict | None) -> list[str]:
     if m is None:
         return []
@@ -166,7 +174,7 @@ def render(report: dict) -> str:
         ),
         "",
         *_model_quality(report.get("model_quality")),
-        "## Inversion (inversion CFG 1, tol 1e-3, at most 10 iterations per step)",
+        _inversion_heading(report.get("inversion_settings")),
         "",
         *_table(
             ["solver", "steps", "model evals", "PSNR (dB)", "SSIM", "latent MSE"],

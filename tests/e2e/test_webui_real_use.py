@@ -173,7 +173,7 @@ def test_progress_text_names_the_gradient_phase(sd1):
     assert len(seen) > 1  # it moves
 
 
-@pytest.mark.parametrize("checkpoint", ["sd1", "sdxl"])
+@pytest.mark.parametrize("checkpoint", ["sd1", "sd2v", "sdxl"])
 def test_edit_attention_injection_changes_the_edit_and_keeps_the_reconstruction(request, checkpoint):
     server = request.getfixturevalue(checkpoint)
     args = {"mode": "edit", "source_prompt": "a red barn", "return_reconstruction": True}
