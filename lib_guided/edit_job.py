@@ -12,13 +12,15 @@ import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
+from lib_guided.bounds import check_bounds
 from lib_guided.diffusion.sampler import StepHook
 from lib_guided.diffusion.schedules import ddim_sigmas, start_index_for_strength
 from lib_guided.errors import GuidedInputError
-from lib_guided.inversion.attention_injection import check_fraction, injected_edit, prompts_line_up
+from lib_guided.inversion.attention_injection import injected_edit, prompts_line_up
 from lib_guided.inversion.edit_mask import auto_edit_mask
 from lib_guided.inversion.editing import edit
 from lib_guided.inversion.invert import InversionSettings, invert
@@ -39,6 +41,8 @@ class EditSettings:
     # (python tests/measure/edit_levers.py --masks auto --thresholds 0.5 --injections 0 0.3 0.6 1)
     attention_injection: float = 0.6
 
+    BOUNDS: ClassVar[dict[str, tuple[float, float]]] = {"eta": (0.0, 1.0), "attention_injection": (0.0, 1.0)}
+
     def __post_init__(self) -> None:
         if not (
             isinstance(self.edit_cfg, (int, float))
@@ -46,12 +50,10 @@ class EditSettings:
             and 0.0 <= self.edit_cfg < 100
         ):
             raise GuidedInputError("edit_cfg", f"must be in [0, 100), got {self.edit_cfg!r}")
-        if not 0.0 <= self.eta <= 1.0:
-            raise GuidedInputError("eta", f"must be in [0, 1], got {self.eta!r}")
         if self.blend_mask not in BLEND_MASKS:
             choices = ", ".join(BLEND_MASKS)
             raise GuidedInputError("blend_mask", f"must be one of {choices}, got {self.blend_mask!r}")
-        check_fraction(self.attention_injection)
+        check_bounds(self)
 
 
 # progress(phase, k, n, evals): phase "inverting", "editing" or "reconstructing", after its step k of n

@@ -91,8 +91,7 @@ FIELDS: tuple[Field, ...] = (
         int,
         _STROKE.blur_size,
         "Blur kernel at 512 px (scaled with the image)",
-        3,
-        101,
+        *StrokeSettings.BOUNDS["blur_size"],
         2,
         infotext="Guided blur",
     ),
@@ -113,8 +112,7 @@ FIELDS: tuple[Field, ...] = (
         float,
         _STROKE.region_weight,
         "Region control weight",
-        0.0,
-        10.0,
+        *StrokeSettings.BOUNDS["region_weight"],
         0.05,
         infotext="Guided region weight",
     ),
@@ -123,8 +121,7 @@ FIELDS: tuple[Field, ...] = (
         float,
         _STROKE.colour_tolerance,
         "Colour tolerance",
-        1.0,
-        128.0,
+        *StrokeSettings.BOUNDS["colour_tolerance"],
         1.0,
         infotext="Guided colour tolerance",
     ),
@@ -148,7 +145,9 @@ FIELDS: tuple[Field, ...] = (
     Field(
         "blend_mask", str, _EDIT.blend_mask, "Blend mask", choices=BLEND_MASKS, infotext="Guided blend mask"
     ),
-    Field("eta", float, _EDIT.eta, "Stochastic eta", 0.0, 1.0, 0.01, infotext="Guided eta"),
+    Field(
+        "eta", float, _EDIT.eta, "Stochastic eta", *EditSettings.BOUNDS["eta"], 0.01, infotext="Guided eta"
+    ),
     Field(
         "return_reconstruction",
         bool,
@@ -162,8 +161,7 @@ FIELDS: tuple[Field, ...] = (
         float,
         _EDIT.attention_injection,
         "Attention injection (share of steps)",
-        0.0,
-        1.0,
+        *EditSettings.BOUNDS["attention_injection"],
         0.05,
         infotext="Guided attention injection",
         help="the edit keeps the reconstruction's attention maps for this share of the steps (0 = off)",

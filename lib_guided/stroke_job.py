@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
+from lib_guided.bounds import check_bounds
 from lib_guided.errors import GuidedInputError
 from lib_guided.gradop.decoders.factory import DECODERS
 from lib_guided.gradop.optimise import GradOPPlus, GradOPSettings
@@ -40,18 +41,23 @@ class StrokeSettings:
     region_weight: float = 1.0  # phrase <-> colour binding strength; 0 = off
     colour_tolerance: float = 24.0  # RGB distance within which a pixel belongs to a palette colour
 
+    BOUNDS: ClassVar[dict[str, tuple[float, float]]] = {
+        "blur_size": (3, 101),
+        "region_weight": (0.0, 10.0),
+        "colour_tolerance": (1.0, 128.0),
+    }
+
     def __post_init__(self) -> None:
         if self.painting not in PAINTINGS:
             choices = ", ".join(PAINTINGS)
             raise GuidedInputError("painting", f"must be one of {choices}, got {self.painting!r}")
         if self.decoder not in DECODERS:
             raise GuidedInputError("decoder", f"must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
-        if not (isinstance(self.blur_size, int) and 3 <= self.blur_size <= 101 and self.blur_size % 2):
-            raise GuidedInputError("blur_size", f"must be an odd number in [3, 101], got {self.blur_size!r}")
-        if not 0.0 <= self.region_weight <= 10.0:
-            raise GuidedInputError("region_weight", f"must be in [0, 10], got {self.region_weight!r}")
-        if not 1.0 <= self.colour_tolerance <= 128.0:
-            raise GuidedInputError("colour_tolerance", f"must be in [1, 128], got {self.colour_tolerance!r}")
+        check_bounds(self)
+        if not (isinstance(self.blur_size, int) and self.blur_size % 2):
+            raise GuidedInputError(
+                "blur_size", f"must be an odd integer (a kernel size), got {self.blur_size!r}"
+            )
 
 
 @dataclass

@@ -7,6 +7,7 @@ import pytest
 
 from lib_guided.cli import build_parser
 from lib_guided.edit_job import EditSettings
+from lib_guided.errors import GuidedInputError
 from lib_guided.gradop.optimise import GradOPSettings
 from lib_guided.inversion.invert import InversionSettings
 from lib_guided.lab.synthesis_eval import SynthesisSetting
@@ -79,3 +80,16 @@ def test_pipeline_and_lab_read_the_same_defaults():
     assert cli_defaults("edit")["steps"] == InversionSettings().steps
     lab = SynthesisSetting("gradop+", "default")
     assert lab.gradop() == GradOPSettings()
+
+
+def test_shared_ranges_are_declared_once_on_their_dataclass():
+    owners = (StrokeSettings, EditSettings)
+    bounded = {name: bounds for owner in owners for name, bounds in owner.BOUNDS.items()}
+    assert set(bounded) == {"blur_size", "region_weight", "colour_tolerance", "eta", "attention_injection"}
+    for name, (low, high) in bounded.items():
+        field = FIELD_BY_NAME[name]
+        assert (field.low, field.high) == (low, high), name
+        owner = next(o for o in owners if name in o.BOUNDS)
+        for outside in (low - 1, high + 1):
+            with pytest.raises(GuidedInputError, match=f"^{name}"):
+                owner(**{name: outside})
