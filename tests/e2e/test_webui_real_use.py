@@ -189,6 +189,15 @@ def test_edit_attention_injection_changes_the_edit_and_keeps_the_reconstruction(
     assert "Guided injection skipped: prompts differ in token count" in other.info["infotexts"][0]
 
 
+def test_edit_variants_from_one_inversion_with_eta(sd1):
+    args = {"mode": "edit", "source_prompt": "a red barn"}
+    varied = edit_img2img(sd1, batch_size=2, alwayson_scripts=guided(**args, eta=0.8))
+    assert len(varied.images) == 2 and "Guided eta: 0.8" in varied.info["infotexts"][0]
+    assert not np.array_equal(as_array(varied.images[0]), as_array(varied.images[1]))
+    same = edit_img2img(sd1, batch_size=2, alwayson_scripts=guided(**args))  # eta 0: deterministic
+    assert np.abs(as_array(same.images[0]) - as_array(same.images[1])).max() <= 1 / 255
+
+
 def test_edit_progress_names_inversion_and_edit_and_moves_the_bar(sd1):
     seen: dict[str, float] = {}
     done = threading.Event()
