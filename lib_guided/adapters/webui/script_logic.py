@@ -239,6 +239,10 @@ def _aidi_sample(p, run: PreparedRun, original, *args, **kwargs):
     from modules import shared
 
     x = args[1] if len(args) > 1 else kwargs["x"]
+    if len(getattr(p, "init_images", None) or ()) == 1 and x.shape[0] > 1:
+        # one image repeated over the batch; the WebUI encodes each row with its own sample of the VAE's
+        # posterior, so the rows differ by noise that is not in the image: edit one latent, n variants
+        x = x[:1].expand_as(x)
     model = WebUIModel(p.sd_model)
     steps = kwargs.get("steps") or p.steps
     stoppable = StoppableModel(model, lambda: shared.state.interrupted or shared.state.skipped)
