@@ -116,6 +116,17 @@ def auto_mask(report: dict) -> dict | None:
     if not {"auto", "object", "none"} <= by_mask.keys():
         return None
     auto, obj, none = by_mask["auto"], by_mask["object"], by_mask["none"]
+    off = next(
+        (
+            r
+            for r in report["editing"]
+            if r["solver"] == "aidi-a"
+            and r["steps"] == fewest
+            and r["mask"] == "auto"
+            and r.get("injection") == 0
+        ),
+        None,
+    )
     return {
         "steps": fewest,
         "injection": injection,
@@ -125,6 +136,9 @@ def auto_mask(report: dict) -> dict | None:
         "gap_to_object_db": obj["background_psnr"] - auto["background_psnr"],
         "auto_edit_success": auto["edit_success"],
         "object_edit_success": obj["edit_success"],
+        # the same automatic-mask edit without attention injection, when the plan ran it
+        "no_injection_background_psnr": None if off is None else off["background_psnr"],
+        "no_injection_edit_success": None if off is None else off["edit_success"],
     }
 
 

@@ -20,18 +20,25 @@ from lib_guided.lab.report_claims import claims
 from lib_guided.stroke_job import StrokeSettings
 
 # Measured on the shipped model (VAE + 8685 UNet steps: 5685, then 3000 with min-SNR weighting) with the
-# quick plan, 2 threads, 804 s on a busy machine (243 s idle before)
-# (python -m lib_guided.lab report --quick --out docs/lab --threads 2; docs/lab/report.md).
+# quick plan (python -m lib_guided.lab report --quick --out docs/lab; docs/lab/report.md): 1419 s on one
+# thread of a busy machine with attention injection and four early-exit tolerances (804 s before, 2 threads).
 MEASURED = {
     "gradop_plus_vs_sdedit": {"fd_ratio": 1.36, "gradop_plus_fd": 35.6, "sdedit_fd_matched": 26.3},
     # DDIM inversion is the standard one since the first-guess fix (23.46 dB before)
-    "aidi_vs_ddim": {"ddim_psnr": 28.29, "aidi_a_psnr": 33.12, "vae_ceiling_psnr": 33.13},
+    "aidi_vs_ddim": {"ddim_psnr": 28.29, "aidi_a_psnr": 33.11, "vae_ceiling_psnr": 33.13},
     "region_control": {"without": 0.897, "with": 0.828},
     # GradOP+ through the default decoder against the full VAE (stroke MSE, FD), quick plan
     "linear_anchored": {"faithfulness_change": 0.211, "realism_change": 0.203},
     # AIDI-A early exit: tol 1e-3 is within 0.3 dB of 5 fixed iterations (33.12 vs 33.13 dB) at
     # 3.73 evaluations per step at 10 steps and 2.43 at 20 (4.97 and 2.92 before the extrapolated guess)
     "aidi_a_early_exit_20": {"tol": 1e-3, "model_evals_per_step": 2.43},
+    # since a converged solve returns F(y) (quick plan, 6 scenes): within 0.3 dB of 5 iterations at
+    # 1.97 evaluations per step at 10 steps (tol 1e-2) and 1.05 at 20 (tol 3e-2)
+    "aidi_a_early_exit": {10: 1.97, 20: 1.05},
+    # AIDI-A editing at 10 steps with the default attention injection 0.6 (12 scenes): the automatic mask
+    # keeps 29.33 dB outside the object, the object's own mask 30.44, no mask 23.87; edit success 0.917
+    # (object mask 1.0); without injection the automatic mask gives 25.45 dB and 0.667
+    "auto_mask": {"gap_to_object_db": 1.10, "auto_edit_success": 0.917, "no_injection_gain_db": 3.88},
     "model_quality": {"caption_accuracy": 0.656, "text_only_fd": 31.3, "text_only_texture_fd": 110.8},
 }
 
@@ -52,10 +59,15 @@ MIN_BINDING_GAIN = 0.05
 MAX_ANCHORED_FAITHFULNESS_LOSS = 0.15
 # ... and the FD at most this much higher (measured -14.3 % before, +20.3 % on the shipped model).
 MAX_ANCHORED_REALISM_LOSS = 0.05
-# AIDI-A's early exit at 20 steps: at most this many model evaluations per step at a tolerance within
-# 0.3 dB of the 5-iteration result (measured 2.43 at tol 1e-3; at 10 steps 3.73: the speed target's 3
-# is met at 20 steps only).
-MAX_AIDI_A_EVALS_PER_STEP_20 = 3.0
+# AIDI-A's early exit: at most this many model evaluations per step at a tolerance within 0.3 dB of the
+# 5-iteration result, per step count (issue 13's targets; measured 1.97 and 1.05).
+MAX_AIDI_A_EVALS_PER_STEP = {10: 3.0, 20: 2.0}
+# The automatic edit mask (at the default attention injection): background PSNR at most this far below
+# the object's own mask (measured 1.10 dB; 0.85 on the full plan's 24 scenes), edit success at least
+# this (measured 0.917), and attention injection worth at least this much background PSNR (measured 3.88).
+MAX_AUTO_MASK_GAP_DB = 1.6
+MIN_AUTO_MASK_EDIT_SUCCESS = 0.8
+MIN_INJECTION_GAIN_DB = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -142,11 +154,20 @@ def test_default_decoder_keeps_gradop_plus_quality_close_to_the_full_vae(report)
 
 
 @pytest.mark.slow
-def test_aidi_a_early_exit_needs_at_most_three_evaluations_per_step_at_20_steps(report):
+def test_aidi_a_early_exit_needs_at_most_three_evaluations_per_step_at_10_steps_and_two_at_20(report):
     at = {e["steps"]: e for e in claims(report)["early_exit"]}
-    assert at[20]["loosest_tol_within"] is not None, at
-    assert at[20]["model_evals_per_step"] <= MAX_AIDI_A_EVALS_PER_STEP_20, at
-    assert at[10]["reference"] == "5 iterations" and at[10]["loosest_tol_within"] is not None, at
+    for steps, most in MAX_AIDI_A_EVALS_PER_STEP.items():
+        assert at[steps]["reference"] == "5 iterations" and at[steps]["loosest_tol_within"] is not None, at
+        assert at[steps]["model_evals_per_step"] <= most, at
+
+
+@pytest.mark.slow
+def test_the_automatic_edit_mask_keeps_the_background_nearly_like_the_object_mask(report):
+    claim = claims(report)["auto_mask"]
+    assert claim["gap_to_object_db"] <= MAX_AUTO_MASK_GAP_DB, claim
+    assert claim["auto_edit_success"] >= MIN_AUTO_MASK_EDIT_SUCCESS, claim
+    gain = claim["auto_background_psnr"] - claim["no_injection_background_psnr"]
+    assert gain >= MIN_INJECTION_GAIN_DB, claim
 
 
 @pytest.mark.slow
