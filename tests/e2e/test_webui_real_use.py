@@ -188,10 +188,13 @@ def test_edit_attention_injection_changes_the_edit_and_keeps_the_reconstruction(
     assert "Guided attention injection: 0.6" in info and "Guided injection skipped" not in info
     assert len(on.images) == 2  # the reconstruction came from the edit's own batched calls
     assert not np.array_equal(as_array(on.images[0]), as_array(off.images[0]))
-    # the reconstruction branch is the plain round trip's computation, batched beside the edit. The two
-    # requests encode the image with different samples of the VAE's posterior (the WebUI samples it), so
-    # their reconstructions are compared by their PSNR against each one's own VAE round trip
-    assert abs(reconstruction_psnr(on) - reconstruction_psnr(off)) <= 1.0
+    # the reconstruction branch is the plain round trip's computation, batched beside the edit. Each
+    # request encodes the image with its own sample of the VAE's posterior (the WebUI samples it), so
+    # reconstruction PSNRs vary between identical requests: the batched one may differ from the plain one
+    # by at most that spread (a second plain request) plus 1 dB
+    again = edit_img2img(server, alwayson_scripts=guided(**args, attention_injection=0))
+    spread = abs(reconstruction_psnr(again) - reconstruction_psnr(off))
+    assert abs(reconstruction_psnr(on) - reconstruction_psnr(off)) <= spread + 1.0, spread
     other = edit_img2img(server, prompt="a big blue barn by a lake", alwayson_scripts=guided(**args))
     assert "Guided injection skipped: prompts differ in token count" in other.info["infotexts"][0]
 
