@@ -116,19 +116,24 @@ def test_edit_reports_progress_of_every_pass(tiny_model):
 
     settings = InversionSettings(solver="aidi-a", steps=4, max_iter=3)
     latent = tiny_model.encode(torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)))
-    reports = []
+
+    def edit_with(edit_settings):
+        reports = []
+        outcome = aidi_edit(
+            tiny_model,
+            latent,
+            "a red barn",
+            ["a blue barn"],
+            [""],
+            settings,
+            edit_settings,
+            with_reconstruction=True,
+            progress=lambda *r: reports.append(r),
+        )
+        return outcome, reports
+
     before = tiny_model.evals
-    outcome = aidi_edit(
-        tiny_model,
-        latent,
-        "a red barn",
-        ["a blue barn"],
-        [""],
-        settings,
-        EditSettings(attention_injection=0.0),
-        with_reconstruction=True,
-        progress=lambda *r: reports.append(r),
-    )
+    outcome, reports = edit_with(EditSettings(attention_injection=0.0))
     phases = [r[0] for r in reports]
     assert phases == ["inverting"] * 4 + ["editing"] * 4 + ["reconstructing"] * 4
     assert [r[1] for r in reports] == [1, 2, 3, 4] * 3 and {r[2] for r in reports} == {4}
@@ -136,15 +141,5 @@ def test_edit_reports_progress_of_every_pass(tiny_model):
     assert inversion == sorted(inversion) and inversion[-1] == outcome.inversion_evals
     assert reports[7][3] == outcome.edit_evals and tiny_model.evals - before >= outcome.inversion_evals + 8
     # with attention injection (the default) the reconstruction is made in the edit's own calls
-    reports.clear()
-    aidi_edit(
-        tiny_model,
-        latent,
-        "a red barn",
-        ["a blue barn"],
-        [""],
-        settings,
-        with_reconstruction=True,
-        progress=lambda *r: reports.append(r),
-    )
+    _, reports = edit_with(EditSettings())
     assert [r[0] for r in reports] == ["inverting"] * 4 + ["editing"] * 4
