@@ -49,7 +49,7 @@ class AttentionInjection:
         self.images = int(images)
         self.cross = cross  # also the cross-attention maps (the prompts' tokens line up one to one)
         self.active = False
-        self.calls = 0  # attention calls that were injected (tests and the lab read it)
+        self.calls = 0  # attention calls that were injected (the tests read it)
 
     def source_rows(self, batch: int, device: torch.device) -> torch.Tensor | None:
         group = 2 * self.images
