@@ -1,13 +1,17 @@
-"""WebUI entry point of the Guided Synthesis extension (GradOP strokes in txt2img/img2img, AIDI editing).
+"""WebUI and Forge entry point of the Guided Synthesis extension (GradOP strokes, AIDI editing).
 
-Thin on purpose: everything lives in lib_guided (core) and lib_guided.adapters.webui (the adapter).
+Thin on purpose: everything lives in lib_guided (core), lib_guided.adapters.webui (the script layer,
+the same on both hosts) and lib_guided.adapters.forge (what Forge changes underneath).
 """
 
 import modules.scripts as scripts
 from modules import script_callbacks
 
+from lib_guided.adapters.hosts import current_host
 from lib_guided.adapters.webui import script_logic, ui, xyz_axes
 from lib_guided.adapters.webui.args import parse_script_args
+
+HOST = current_host()  # AUTOMATIC1111's WebUI or Forge: one script layer, the host's differences behind it
 
 
 def add_xyz_axes():
@@ -27,7 +31,7 @@ class GuidedSynthesisScript(scripts.Script):
         return scripts.AlwaysVisible
 
     def ui(self, is_img2img):
-        components, self.infotext_fields = ui.build(is_img2img, self.elem_id)
+        components, self.infotext_fields = ui.build(is_img2img, self.elem_id, HOST)
         self.paste_field_names = [key for _, key in self.infotext_fields if isinstance(key, str)]
         return components
 
@@ -35,7 +39,7 @@ class GuidedSynthesisScript(scripts.Script):
         p._guided_run = None  # reset first: a failed run must not leak into the next one
         try:
             params = parse_script_args(args, getattr(p, xyz_axes.OVERRIDES_ATTR, None))
-            p._guided_run = script_logic.prepare(p, params, self.is_img2img)
+            p._guided_run = script_logic.prepare(p, params, self.is_img2img, HOST)
         except Exception as error:  # noqa: BLE001 - every failure must stop this job, not only bad input
             # the WebUI logs script errors and generates anyway; a failed preparation must stop the job
             script_logic.fail_job(p, error)

@@ -1,5 +1,5 @@
 """The runtime never imports the dev-only packages (lab, bench), and only the WebUI adapter imports the
-WebUI (``modules``) or gradio: checked on the import statements of every module."""
+WebUI (``modules``) or gradio, and only the Forge adapter Forge's ``backend``: checked on the import statements of every module."""
 
 import ast
 from pathlib import Path
@@ -31,14 +31,27 @@ def test_runtime_module_imports_no_dev_package(path):
     assert dev == [], f"{path.relative_to(PACKAGE)} imports {dev}"
 
 
+HOST_ADAPTERS = ("webui", "forge")
+
+
 @pytest.mark.parametrize(
     "path",
-    [p for p in PACKAGE.rglob("*.py") if "webui" not in p.parts],
+    [p for p in PACKAGE.rglob("*.py") if not set(HOST_ADAPTERS) & set(p.parts)],
     ids=lambda p: str(p.relative_to(PACKAGE)),
 )
-def test_only_the_webui_adapter_imports_the_webui(path):
-    host = [m for m in imported_modules(path) if m.split(".")[0] in ("modules", "gradio")]
+def test_only_the_host_adapters_import_the_webui(path):
+    host = [m for m in imported_modules(path) if m.split(".")[0] in ("modules", "gradio", "backend")]
     assert host == [], f"{path.relative_to(PACKAGE)} imports {host}"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in PACKAGE.rglob("*.py") if "forge" not in p.parts],
+    ids=lambda p: str(p.relative_to(PACKAGE)),
+)
+def test_only_the_forge_adapter_imports_forge(path):
+    forge = [m for m in imported_modules(path) if m.split(".")[0] in ("backend", "modules_forge")]
+    assert forge == [], f"{path.relative_to(PACKAGE)} imports {forge}"
 
 
 def test_no_relative_imports_anywhere():

@@ -1,6 +1,7 @@
 """The replacement forward of a cross-attention module under region control or recording.
 
-One forward serves the ldm (x, context, mask), sgm (+ extras) and diffusers (keywords) call signatures:
+One forward serves the ldm (x, context, mask), sgm (+ extras), Forge (+ value, transformer_options) and
+diffusers (keywords) call signatures:
 it parses the call, runs the manual attention path on the conditional rows and hands everything else
 (unconditional rows, self-attention, calls it cannot reproduce) to the module's original forward.
 :func:`lib_guided.regions.attention.controlled_attention` installs it per module instance.
@@ -25,6 +26,9 @@ if TYPE_CHECKING:  # only for annotations: attention.py imports this module
 _X_NAMES = ("x", "hidden_states")
 _CONTEXT_NAMES = ("context", "encoder_hidden_states")
 _MASK_NAMES = ("mask", "attention_mask")
+# keywords that describe the call and change nothing in the attention itself (Forge: block indices,
+# cond marks, sigmas, other extensions' patches, which run outside the module's forward)
+_METADATA_NAMES = ("transformer_options",)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -78,7 +82,9 @@ def parse_call(args: tuple, kwargs: dict[str, Any]) -> _Call | None:
             if found:
                 slots[role] = found[0]
     known = {slot for slot in slots.values() if isinstance(slot, str)}
-    extras = list(args[3:]) + [value for name, value in kwargs.items() if name not in known]
+    extras = list(args[3:]) + [
+        value for name, value in kwargs.items() if name not in known and name not in _METADATA_NAMES
+    ]
     if "x" not in slots or not all(_is_neutral(value) for value in extras):
         return None
     return _Call(args, kwargs, slots)

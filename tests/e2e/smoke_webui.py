@@ -72,6 +72,8 @@ def webui_command(root: Path, ckpt: str, port: int, extra: list[str] | None = No
 class WebUI:
     """A WebUI process in its own process group, logging to ``log_path``."""
 
+    READY = ("Model loaded", "Startup time:")  # all in the log: started
+
     def __init__(
         self,
         root: Path,
@@ -105,13 +107,13 @@ class WebUI:
             # "Startup time:" is printed once the API is mounted. Do not poll the server to find out: a
             # request between gradio's launch and the API's setup makes the WebUI exit ("Cannot add
             # middleware after an application has started")
-            if "Model loaded" in text and "Startup time:" in text:
+            if all(marker in text for marker in self.READY):
                 return time.monotonic() - t0
             if self.proc.poll() is not None:
                 raise RuntimeError(f"WebUI exited with {self.proc.returncode}:\n{text[-4000:]}")
             time.sleep(0.5)
         self.stop()
-        raise TimeoutError(f"no 'Model loaded' and 'Startup time:' within {timeout} s:\n{self.log()[-4000:]}")
+        raise TimeoutError(f"no {' and '.join(self.READY)} within {timeout} s:\n{self.log()[-4000:]}")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

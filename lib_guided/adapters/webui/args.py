@@ -38,9 +38,12 @@ def palette_rows(value: Any) -> list:
 
 
 def canvas_image(value: Any) -> Any:
-    """Gradio's sketch canvas may hand over ``{"image": ..., "mask": ...}``; keep the painting."""
+    """Keep the painting of a canvas value: Gradio 3's sketch hands over ``{"image", "mask"}``, Gradio 4's
+    ImageEditor (Forge) ``{"background", "layers", "composite"}``, where the composite is what was painted."""
     if isinstance(value, dict) and "image" in value:
         return value["image"]
+    if isinstance(value, dict) and "composite" in value:
+        return value["composite"]
     return value
 
 

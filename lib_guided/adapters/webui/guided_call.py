@@ -14,39 +14,10 @@ from collections.abc import Iterator
 
 import torch
 
+from lib_guided.adapters.webui.host import WEBUI
 from lib_guided.diffusion.schedules import timestep_to_sigma
 from lib_guided.gradop.optimise import GradOPPlus
 from lib_guided.regions.attention import RegionControl, controlled_attention
-
-
-class CondRowTracker:
-    """Tells region control which rows of each UNet call are conditional.
-
-    The CFG denoiser puts all cond rows first; with ``batch_cond_uncond`` off it calls the UNet in
-    chunks, so the rows of a call are located by a running offset.
-    """
-
-    def __init__(self, control: RegionControl):
-        self.control = control
-        self.n_cond = 0
-        self.offset = 0
-        self.sigma = 0.0
-
-    def start(self, n_cond: int, sigma: float) -> None:
-        self.n_cond, self.offset, self.sigma = n_cond, 0, sigma
-
-    def before_unet(self, module, args, kwargs) -> None:
-        x = args[0] if args else kwargs["x"]
-        if tuple(x.shape[-2:]) != tuple(self.control.latent_size):
-            raise RuntimeError(
-                f"Guided Synthesis: region control needs the whole {self.control.latent_size[0]}x"
-                f"{self.control.latent_size[1]} latent in each UNet call, got a {x.shape[-2]}x{x.shape[-1]} "
-                "tile (a tiling extension such as Tiled Diffusion splits it); switch tiling off or set "
-                "the region weight to 0"
-            )
-        rows = torch.arange(self.offset, self.offset + x.shape[0]) < self.n_cond
-        self.offset += x.shape[0]
-        self.control.set_step(self.sigma, cond_rows=rows.to(x.device))
 
 
 def _count_cond_rows(cond, batch: int) -> int:
@@ -63,18 +34,21 @@ def guided_sampler_call(
     control: RegionControl | None,
     timestep_sampler: bool,
     current_step,
+    host=None,
 ) -> Iterator[None]:
     """Patch ``sampler.model_wrap_cfg.forward`` (and attention, with a UNet pre-hook) for one call.
 
     ``current_step()`` is read before the wrapped forward runs: the sampling step this model call
     belongs to. Another extension's instance-level forward on the denoiser is chained, not skipped.
+    ``host`` (default: the WebUI's) says how rows are tracked and where gradients may be taken.
     """
+    host = host or WEBUI
     denoiser = sampler.model_wrap_cfg
     original_forward = denoiser.__dict__.get("forward")
     inner_forward = original_forward or functools.partial(type(denoiser).forward, denoiser)
     table = model.sigma_table
     alphas = 1.0 / (1.0 + table**2)
-    tracker = CondRowTracker(control) if control is not None else None
+    tracker = host.row_tracker(control) if control is not None else None
 
     def forward(x, sigma, *args, **kwargs):
         if timestep_sampler:
@@ -92,15 +66,17 @@ def guided_sampler_call(
                 # DDIM / PLMS / UniPC: x is the DDPM latent and out is eps
                 a = alphas[sigma.long().cpu()].to(x).view(-1, 1, 1, 1)
                 x0 = (x - (1 - a).sqrt() * out) / a.sqrt()
-                w = gradop.optimise(step, x0)
+                with host.autograd():
+                    w = gradop.optimise(step, x0)
                 x.add_(a.sqrt() * (w - x0))
                 return out
-            w = gradop.optimise(step, out)
+            with host.autograd():
+                w = gradop.optimise(step, out)
             x.add_(w - out)
             return w
 
     if control is not None:
-        _refuse_foreign_attention(model)
+        _refuse_foreign_attention(host.foreign_attention(model))
     hook = None
     with contextlib.ExitStack() as stack:
         try:
@@ -118,11 +94,10 @@ def guided_sampler_call(
                 denoiser.forward = original_forward
 
 
-def _refuse_foreign_attention(model) -> None:
+def _refuse_foreign_attention(foreign: list[str]) -> None:
     """Region control computes the conditional rows' cross-attention itself; another extension's
-    instance-level attn2 forward (Regional Prompter's attention mode, IP-Adapter) would be bypassed on
-    those rows, silently. Say so before anything is patched."""
-    foreign = [name for name, module in model.attention_modules() if "forward" in module.__dict__]
+    attn2 replacement (Regional Prompter's attention mode, IP-Adapter) would be bypassed on those rows,
+    silently. Say so before anything is patched."""
     if foreign:
         raise RuntimeError(
             "Guided Synthesis: region control cannot run while another extension replaces the "

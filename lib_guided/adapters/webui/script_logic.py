@@ -13,6 +13,7 @@ import torch
 
 from lib_guided.adapters.webui.aidi_call import Interrupted, StoppableModel
 from lib_guided.adapters.webui.guided_call import denoiser_step, guided_sampler_call
+from lib_guided.adapters.webui.host import WEBUI, WebUIHost
 from lib_guided.adapters.webui.host_choices import check_host_choices
 from lib_guided.adapters.webui.model import WebUIModel
 from lib_guided.edit_job import aidi_edit, will_inject
@@ -27,20 +28,21 @@ from lib_guided.stroke_job import StrokeJob
 @dataclass
 class PreparedRun:
     params: GuidedParams
+    host: WebUIHost = WEBUI
     job: StrokeJob | None = None
     reconstructions: list = field(default_factory=list)
     psnrs: list[float] = field(default_factory=list)
     masks: list = field(default_factory=list)  # the automatic blend masks, at image size, to show
 
 
-def prepare(p, params: GuidedParams, is_img2img: bool) -> PreparedRun | None:
+def prepare(p, params: GuidedParams, is_img2img: bool, host: WebUIHost = WEBUI) -> PreparedRun | None:
     """Validate everything before any sampling; the WebUI's state is untouched until a sampler call."""
     if not params.enabled or params.mode == "off":
         return None
     if params.mode == "edit" and not is_img2img:
         raise GuidedInputError("mode", "'edit' (AIDI) works in img2img; txt2img supports 'strokes'")
     check_host_choices(params)
-    run = PreparedRun(params)
+    run = PreparedRun(params, host)
     if params.mode == "strokes":
         if params.strokes is None:
             raise GuidedInputError("strokes", "stroke guidance is enabled but no painting was given")
@@ -154,7 +156,8 @@ def _decoder(model: WebUIModel, params: GuidedParams):
 def _stroke_call(run: PreparedRun, model: WebUIModel, x: torch.Tensor, steps: int, prompt: str):
     job = run.job
     height, width = x.shape[-2] * model.vae_scale_factor, x.shape[-1] * model.vae_scale_factor
-    gradop = job.phases(_decoder(model, run.params), width, height, steps)
+    with run.host.autograd():  # the decoder's fitted tensors take part in the gradient
+        gradop = job.phases(_decoder(model, run.params), width, height, steps)
     control = None
     if job.binds_phrases:
         _check_prompts_for_binding([prompt], steps)
@@ -202,7 +205,7 @@ def _wrap_next_call(sampler, replacements: dict) -> None:
 def _strokes_sample(p, run: PreparedRun, name: str, original, *args, **kwargs):
     from modules import sd_samplers_timesteps, shared
 
-    model = WebUIModel(p.sd_model)
+    model = run.host.model(p.sd_model)
     x = args[1] if len(args) > 1 else kwargs["x"]
     steps = kwargs.get("steps") or p.steps
     if name == "sample_img2img":  # the WebUI runs only the denoising-strength part of the schedule
@@ -217,7 +220,8 @@ def _strokes_sample(p, run: PreparedRun, name: str, original, *args, **kwargs):
     gradop.progress = _show_progress
     timestep = isinstance(p.sampler, sd_samplers_timesteps.CompVisSampler)
     denoiser = p.sampler.model_wrap_cfg
-    with guided_sampler_call(p.sampler, model, gradop, control, timestep, lambda: denoiser_step(denoiser)):
+    step = lambda: denoiser_step(denoiser)  # noqa: E731
+    with guided_sampler_call(p.sampler, model, gradop, control, timestep, step, host=run.host):
         out = original(*args, **kwargs)
     if gradop.history:
         losses = "; ".join(f"{s}:{a:.4f}->{b:.4f}" for s, a, b in gradop.history)
@@ -243,11 +247,12 @@ def _aidi_sample(p, run: PreparedRun, original, *args, **kwargs):
         # one image repeated over the batch; the WebUI encodes each row with its own sample of the VAE's
         # posterior, so the rows differ by noise that is not in the image: edit one latent, n variants
         x = x[:1].expand_as(x)
-    model = WebUIModel(p.sd_model)
+    model = run.host.model(p.sd_model)
     steps = kwargs.get("steps") or p.steps
     stoppable = StoppableModel(model, lambda: shared.state.interrupted or shared.state.skipped)
     try:
-        outcome = _aidi_edit(stoppable, run.params, x, p, steps)
+        with run.host.own_sampling(p, x):
+            outcome = _aidi_edit(stoppable, run.params, x, p, steps)
     except Interrupted:
         return x  # like the WebUI's samplers: an interrupted run returns what it has (here: the input)
     p.extra_generation_params["Guided inversion evals"] = outcome.inversion_evals

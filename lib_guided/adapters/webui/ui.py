@@ -6,13 +6,14 @@ import gradio as gr
 from PIL import Image
 
 from lib_guided.adapters.webui.args import canvas_image
+from lib_guided.adapters.webui.host import WEBUI, WebUIHost
 from lib_guided.adapters.webui.host_choices import choices_for
 from lib_guided.params import FIELDS, Field, parse_palette
 from lib_guided.strokes.io import load_strokes
 from lib_guided.strokes.palette import extract_palette
 
 
-def _component(field: Field, is_img2img: bool, elem_id):
+def _component(field: Field, is_img2img: bool, elem_id, host: WebUIHost):
     kwargs = dict(label=field.label, elem_id=elem_id(field.name))
     if field.name == "mode":
         choices = list(field.choices) if is_img2img else ["strokes"]
@@ -24,9 +25,7 @@ def _component(field: Field, is_img2img: bool, elem_id):
             elem_id=elem_id(field.name),
         )
     if field.name == "strokes":
-        return gr.Image(
-            source="upload", tool="color-sketch", type="pil", image_mode="RGBA", height=384, **kwargs
-        )
+        return host.strokes_component(**kwargs)
     if field.name == "palette":
         return gr.Dataframe(
             headers=["color", "phrase", "weight"],
@@ -62,7 +61,7 @@ def blank_canvas(width, height) -> Image.Image:
 SECTIONS = (("strokes", "Stroke guidance (GradOP+)"), ("edit", "Real-image editing (AIDI)"))
 
 
-def _section(fields: list[Field], is_img2img: bool, elem_id, components: dict) -> None:
+def _section(fields: list[Field], is_img2img: bool, elem_id, components: dict, host: WebUIHost) -> None:
     """Sliders two to a row; everything else full width."""
     pending: list[Field] = []
 
@@ -70,7 +69,7 @@ def _section(fields: list[Field], is_img2img: bool, elem_id, components: dict) -
         if pending:
             with gr.Row():
                 for f in pending:
-                    components[f.name] = _component(f, is_img2img, elem_id)
+                    components[f.name] = _component(f, is_img2img, elem_id, host)
             pending.clear()
 
     for field in fields:
@@ -80,7 +79,7 @@ def _section(fields: list[Field], is_img2img: bool, elem_id, components: dict) -
                 flush()
             continue
         flush()
-        components[field.name] = _component(field, is_img2img, elem_id)
+        components[field.name] = _component(field, is_img2img, elem_id, host)
         if field.name == "strokes":
             with gr.Row():
                 components["_blank"] = gr.Button("New blank canvas", elem_id=elem_id("blank"))
@@ -88,7 +87,7 @@ def _section(fields: list[Field], is_img2img: bool, elem_id, components: dict) -
     flush()
 
 
-def build(is_img2img: bool, elem_id) -> tuple[list, list]:
+def build(is_img2img: bool, elem_id, host: WebUIHost = WEBUI) -> tuple[list, list]:
     """Components in FIELDS order, and the infotext bindings for them."""
     components: dict = {}
     boxes = {}
@@ -98,13 +97,13 @@ def build(is_img2img: bool, elem_id) -> tuple[list, list]:
             "phrases to colours (a colour without a phrase only guides colour).</p>"
         )
         with gr.Row():
-            _section([f for f in FIELDS if f.group == "common"], is_img2img, elem_id, components)
+            _section([f for f in FIELDS if f.group == "common"], is_img2img, elem_id, components, host)
         for group, title in SECTIONS:
             # txt2img has strokes only; img2img shows the section of the chosen mode
             visible = group == "strokes" if not is_img2img else False
             with gr.Group(visible=visible, elem_id=elem_id(f"{group}_section")) as boxes[group]:
                 gr.Markdown(f"**{title}**")
-                _section([f for f in FIELDS if f.group == group], is_img2img, elem_id, components)
+                _section([f for f in FIELDS if f.group == group], is_img2img, elem_id, components, host)
     components["_read"].click(
         read_palette, [components["strokes"], components["colour_tolerance"]], [components["palette"]]
     )

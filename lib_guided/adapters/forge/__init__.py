@@ -1,0 +1,1 @@
+"""The Forge adapter (lllyasviel/stable-diffusion-webui-forge, its ``backend``): model and host."""
