@@ -1,5 +1,6 @@
-"""The runtime never imports the dev-only packages (lab, bench), and only the WebUI adapter imports the
-WebUI (``modules``) or gradio, and only the Forge adapter Forge's ``backend``: checked on the import statements of every module."""
+"""The runtime never imports the dev-only packages (lab, bench); only the host adapters (webui, forge)
+import the WebUI (``modules``) or gradio, and only the Forge adapter imports Forge (``backend``): checked on
+the import statements of every module."""
 
 import ast
 from pathlib import Path

@@ -143,3 +143,24 @@ def test_aidi_edit_mode_reports_its_reconstruction(forge):
     psnr = float(info.split("Guided reconstruction PSNR: ")[1].split(",")[0])
     assert psnr > 25.0  # measured 38.2 dB against the VAE round trip on this checkpoint
     assert "Guided inversion evals:" in info and "Guided lr" not in info
+
+
+def xyz_labels(forge, img2img: bool) -> list[str]:
+    scripts = requests.get(f"{forge.url}/sdapi/v1/script-info", timeout=60).json()
+    plot = next(s for s in scripts if s["name"] == "x/y/z plot" and s["is_img2img"] == img2img)
+    return plot["args"][0]["choices"]  # "X type", a dropdown of axis labels (sent as an index)
+
+
+def test_xyz_plot_axes_exist_and_vary_adam_steps(forge, baseline):
+    txt, img = xyz_labels(forge, img2img=False), xyz_labels(forge, img2img=True)
+    assert "[Guided] Adam steps N" in txt and "[Guided] Edit CFG" in img and "[Guided] Edit CFG" not in txt
+    nothing = [0, "", []]
+    x_axis = [txt.index("[Guided] Adam steps N"), "0, 4", []]
+    script_args = [*x_axis, *nothing, *nothing, True, True, False, False, False, False, False, 0, False]
+    result = forge.txt2img(
+        script_name="x/y/z plot", script_args=script_args, alwayson_scripts=guided(strokes=STROKES)
+    )
+    _, no_steps, four_steps = result.images
+    assert np.array_equal(as_array(no_steps), baseline)  # N = 0: no gradient step at all
+    assert stroke_mse(four_steps) < stroke_mse(no_steps)
+    assert "Guided N: 0" in result.info["infotexts"][1] and "Guided N: 4" in result.info["infotexts"][2]
