@@ -37,15 +37,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _link_extension(root: Path) -> None:
-    link = root / "extensions" / "guided-synthesis"
-    if link.is_symlink() and link.resolve() == REPO:
-        return
-    if link.exists() or link.is_symlink():
-        link.unlink()
-    link.symlink_to(REPO)
-
-
 class Running:
     def __init__(self, webui):
         import webuiapi
@@ -56,10 +47,10 @@ class Running:
 
 
 def _start(ckpt: str):
-    from smoke_webui import WebUI
+    from smoke_webui import WebUI, link_extension
 
     root = _root()
-    _link_extension(root)
+    link_extension(root)
     webui = WebUI(root, ckpt=ckpt, port=_free_port())
     webui.start(timeout=600)
     return webui

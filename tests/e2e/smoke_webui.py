@@ -69,6 +69,17 @@ def webui_command(root: Path, ckpt: str, port: int, extra: list[str] | None = No
     ]
 
 
+def link_extension(root: Path) -> None:
+    """Link this repository into ``root/extensions/guided-synthesis`` (WebUI and Forge alike)."""
+    repo = Path(__file__).resolve().parents[2]
+    link = root / "extensions" / "guided-synthesis"
+    if link.is_symlink() and link.resolve() == repo:
+        return
+    if link.exists() or link.is_symlink():
+        link.unlink()
+    link.symlink_to(repo)
+
+
 class WebUI:
     """A WebUI process in its own process group, logging to ``log_path``."""
 

@@ -23,36 +23,16 @@ class ForgeClient:
             raise RuntimeError(f"{route}: HTTP {response.status_code}: {body}")
         return body
 
+    def generate(self, route: str, prompt: str, seed: int, sampler: str, steps: int, **kw) -> Result:
+        common = dict(negative_prompt="", scheduler="Automatic", width=SIZE, height=SIZE, cfg_scale=5)
+        payload = {**common, "prompt": prompt, "seed": seed, "sampler_name": sampler, "steps": steps, **kw}
+        return Result(self.post(route, payload))
+
     def txt2img(self, prompt="a red barn", seed=1, sampler="Euler", steps=6, **kw) -> Result:
-        payload = dict(
-            prompt=prompt,
-            negative_prompt="",
-            seed=seed,
-            sampler_name=sampler,
-            scheduler="Automatic",
-            width=SIZE,
-            height=SIZE,
-            steps=steps,
-            cfg_scale=5,
-            **kw,
-        )
-        return Result(self.post("txt2img", payload))
+        return self.generate("txt2img", prompt, seed, sampler, steps, **kw)
 
     def img2img(self, image: str, prompt="a blue barn", seed=3, sampler="DDIM", steps=6, **kw) -> Result:
-        payload = dict(
-            init_images=[image],
-            prompt=prompt,
-            negative_prompt="",
-            seed=seed,
-            sampler_name=sampler,
-            scheduler="Automatic",
-            width=SIZE,
-            height=SIZE,
-            steps=steps,
-            cfg_scale=5,
-            **kw,
-        )
-        return Result(self.post("img2img", payload))
+        return self.generate("img2img", prompt, seed, sampler, steps, init_images=[image], **kw)
 
 
 class Result:

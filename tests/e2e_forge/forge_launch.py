@@ -12,9 +12,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
 sys.path[:0] = [str(HERE.parent / "e2e")]
-from smoke_webui import HOST, WebUI  # noqa: E402
+from smoke_webui import HOST, WebUI, link_extension  # noqa: E402, F401 - link_extension: for conftest
 
 CHECKPOINT = "guided-forge-sd15"
 
@@ -45,15 +44,6 @@ def forge_command(root: Path, port: int, extra: list[str] | None = None) -> list
         str(Path("models") / "Stable-diffusion" / f"{CHECKPOINT}.safetensors"),
         *(extra or []),
     ]
-
-
-def link_extension(root: Path) -> None:
-    link = root / "extensions" / "guided-synthesis"
-    if link.is_symlink() and link.resolve() == REPO:
-        return
-    if link.exists() or link.is_symlink():
-        link.unlink()
-    link.symlink_to(REPO)
 
 
 class Forge(WebUI):
