@@ -164,3 +164,24 @@ def test_xyz_plot_axes_exist_and_vary_adam_steps(forge, baseline):
     assert np.array_equal(as_array(no_steps), baseline)  # N = 0: no gradient step at all
     assert stroke_mse(four_steps) < stroke_mse(no_steps)
     assert "Guided N: 0" in result.info["infotexts"][1] and "Guided N: 4" in result.info["infotexts"][2]
+
+
+def test_hires_fix_runs_guidance_on_the_first_pass(forge):
+    result = forge.txt2img(
+        enable_hr=True,
+        hr_scale=1.5,
+        hr_upscaler="Latent",
+        denoising_strength=0.5,
+        # Forge's API fails any hires request without this field (TypeError, with or without us)
+        hr_additional_modules=["Use same choices"],
+        alwayson_scripts=guided(strokes=STROKES),
+    )
+    assert result.image.size == (int(SIZE * 1.5), int(SIZE * 1.5))
+    assert "Guided stroke loss:" in result.info["infotexts"][0]
+
+
+def test_and_prompts_with_bindings_are_refused_before_sampling(forge, baseline):
+    with pytest.raises(RuntimeError) as err:
+        forge.txt2img(prompt="a red barn AND a lake", alwayson_scripts=guided(strokes=STROKES, palette=BARN))
+    assert "Guided Synthesis: prompt:" in str(err.value) and "AND" in str(err.value)
+    assert np.array_equal(as_array(forge.txt2img().image), baseline)
