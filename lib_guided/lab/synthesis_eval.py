@@ -30,6 +30,8 @@ class SynthesisSetting:
     lr: float = GradOPSettings.lr
     relaxed_steps: int = 50  # GradOP's Adam steps on the text-only sample
     decoder: str = "full"  # what GradOP+'s gradient goes through (lib_guided.gradop.decoders.factory)
+    target: str = GradOPSettings.target  # x0 or noisy (lib_guided.gradop.optimise.TARGETS)
+    painting: str = StrokeSettings.painting  # the loss's painting function f (stroke_job.PAINTINGS)
 
     def gradop(self) -> GradOPSettings:
         return GradOPSettings(
@@ -37,6 +39,7 @@ class SynthesisSetting:
             injection_steps=self.injection_steps,
             adam_steps=self.adam_steps,
             lr=self.lr,
+            target=self.target,
         )
 
 
@@ -74,7 +77,10 @@ def synthesise(
             gradop=setting.gradop(),
             relaxed_steps=setting.relaxed_steps,
             settings=StrokeSettings(
-                decoder=setting.decoder, region_weight=region_weight, colour_tolerance=STROKE_COLOUR_TOLERANCE
+                painting=setting.painting,
+                decoder=setting.decoder,
+                region_weight=region_weight,
+                colour_tolerance=STROKE_COLOUR_TOLERANCE,
             ),
         )
         images.append(result.images)

@@ -46,3 +46,37 @@ def test_img2img_mode_switch_shows_the_edit_section(page):
     page.wait_for_selector("#script_img2img_guided_synthesis_edit_cfg", state="visible", timeout=60_000)
     assert page.locator("#script_img2img_guided_synthesis_inversion_cfg").is_visible()
     assert not page.locator("#script_img2img_guided_synthesis_lr").is_visible()
+
+
+def test_upload_a_painting_read_its_colours_and_generate(page, tmp_path):
+    from payloads import painting
+
+    page.locator("#tabs button", has_text="txt2img").first.click()
+    if not page.locator("#script_txt2img_guided_synthesis_lr").is_visible():
+        page.locator("#script_txt2img_guided_synthesis_accordion").click()
+    path = tmp_path / "strokes.png"
+    painting(64, 64).save(path)
+    page.locator("#script_txt2img_guided_synthesis_strokes input[type=file]").set_input_files(str(path))
+    page.locator("#script_txt2img_guided_synthesis_enabled input").check()
+    page.click("#script_txt2img_guided_synthesis_read_colours")
+    page.wait_for_function(
+        "() => document.querySelector('#script_txt2img_guided_synthesis_palette')"
+        ".innerText.includes('#d03030')",
+        timeout=60_000,
+    )
+    assert "#3050c0" in page.locator("#script_txt2img_guided_synthesis_palette").inner_text()
+    page.fill("#txt2img_prompt textarea", "a red barn")
+    for name, value in (("width", "64"), ("height", "64"), ("steps", "4")):
+        page.fill(f"#txt2img_{name} input[type=number]", value)
+        page.press(f"#txt2img_{name} input[type=number]", "Enter")
+    page.fill("#script_txt2img_guided_synthesis_adam_steps input[type=number]", "2")
+    page.press("#script_txt2img_guided_synthesis_adam_steps input[type=number]", "Enter")
+    page.click("#txt2img_generate")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#html_info_txt2img')]"
+        ".some(e => e.innerText.includes('Guided stroke loss'))",
+        timeout=300_000,
+    )
+    info = page.locator("#html_info_txt2img").last.inner_text()
+    assert "Guided mode: strokes" in info and "Guided N: 2" in info
+    page.screenshot(path=str(DOCS / "forge-txt2img-result.png"), full_page=False)

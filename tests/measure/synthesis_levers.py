@@ -1,0 +1,102 @@
+"""Issue 15's stroke-guidance levers on the lab's quick-plan scenes: each GradOP+ variant's stroke MSE,
+classifier FD and texture FD, and both FDs over SDEdit's at the same faithfulness (SDEdit's strength sweep
+interpolated, as the report's claim does). Same scenes, seeds and scores as the report's synthesis rows.
+
+    python tests/measure/synthesis_levers.py [--model DIR] [--threads N] [--only LABEL ...]
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from lib_guided.adapters.diffusers_model import load_model  # noqa: E402
+from lib_guided.lab.classifier import load_classifier  # noqa: E402
+from lib_guided.lab.eval_scenes import eval_scenes  # noqa: E402
+from lib_guided.lab.report import realism_references  # noqa: E402
+from lib_guided.lab.report_plan import QUICK  # noqa: E402
+from lib_guided.lab.synthesis_eval import (  # noqa: E402
+    SynthesisSetting,
+    repeat_scenes,
+    score_synthesis,
+    sdedit_at,
+    synthesise,
+)
+
+DEFAULT = dict(decoder="linear-anchored-half")  # what users get
+VARIANTS = {
+    "default (0.8, K 3, N 12, lr 0.1, x0, blur)": {},
+    "full VAE decoder": dict(decoder="full"),
+    "strength 0.7": dict(strength=0.7),
+    "strength 0.9": dict(strength=0.9),
+    "K 5": dict(injection_steps=5),
+    "K 1": dict(injection_steps=1),
+    "N 24": dict(adam_steps=24),
+    "lr 0.05": dict(lr=0.05),
+    "lr 0.2": dict(lr=0.2),
+    "noisy target (the reference's)": dict(target="noisy"),
+    "median + palette painting": dict(painting="median-quantize"),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--only", nargs="*", default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model, classifier, plan = load_model(args.model), load_classifier(), QUICK
+    scenes = eval_scenes(plan.scenes)
+    refs = realism_references(model, classifier, plan)
+
+    def run(setting: SynthesisSetting) -> dict:
+        started = time.time()
+        images = synthesise(
+            model, scenes, setting, steps=plan.steps, cfg=plan.cfg, seed=plan.seed, per_scene=plan.per_scene
+        )
+        scores = score_synthesis(
+            images,
+            repeat_scenes(scenes, plan.per_scene),
+            classifier,
+            refs["reference_features"],
+            refs["texture_reference"],
+        )
+        return {**scores, "seconds_per_scene": (time.time() - started) / len(scenes)}
+
+    sdedit = []
+    for strength in (0.5, 0.6, 0.7, 0.8, 0.9):
+        row = run(SynthesisSetting("sdedit", f"strength {strength}", strength=strength))
+        sdedit.append(row)
+        print(
+            f"SDEdit {strength}: stroke MSE {row['faithfulness_mse']:.5f} FD {row['realism_fd']:.2f} "
+            f"texture FD {row['texture_fd']:.2f}",
+            flush=True,
+        )
+    texture_curve = [{**r, "realism_fd": r["texture_fd"]} for r in sdedit]
+    text = run(SynthesisSetting("text", "text only"))
+    print(
+        f"text only: stroke MSE {text['faithfulness_mse']:.5f} FD {text['realism_fd']:.2f} "
+        f"texture FD {text['texture_fd']:.2f}",
+        flush=True,
+    )
+    for label, knobs in VARIANTS.items():
+        if args.only and not any(o in label for o in args.only):
+            continue
+        row = run(SynthesisSetting("gradop+", label, **{**DEFAULT, **knobs}))
+        fd_ratio = row["realism_fd"] / sdedit_at(row["faithfulness_mse"], sdedit)
+        texture_ratio = row["texture_fd"] / sdedit_at(row["faithfulness_mse"], texture_curve)
+        print(
+            f"{label:44s} stroke MSE {row['faithfulness_mse']:.5f}  FD {row['realism_fd']:6.2f} "
+            f"(x{fd_ratio:.2f} SDEdit)  texture FD {row['texture_fd']:6.2f} (x{texture_ratio:.2f})  "
+            f"{row['seconds_per_scene']:.1f} s/scene",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
