@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -26,10 +26,9 @@ from lib_guided.diffusion.sampler import StepHook, sample
 from lib_guided.errors import GuidedInputError
 from lib_guided.inversion.invert import InversionResult
 from lib_guided.protocol import Cond, DiffusionModel, cat_conds, repeat_cond
+from lib_guided.regions.attention import patched_forwards
 from lib_guided.regions.attention_forward import parse_call
-from lib_guided.regions.manual_attention import check_supported, merge_heads, project_out, split_heads
-
-_MISSING = object()
+from lib_guided.regions.manual_attention import merge_heads, project_out, split_heads
 
 
 def check_fraction(fraction: float) -> None:
@@ -93,24 +92,11 @@ def _injected_forward(module: nn.Module, original: Callable[..., Any], injection
     return forward
 
 
-@contextlib.contextmanager
-def injected_attention(modules: Iterable[nn.Module], injection: AttentionInjection) -> Iterator[None]:
+def injected_attention(
+    modules: Iterable[nn.Module], injection: AttentionInjection
+) -> contextlib.AbstractContextManager:
     """Route the attention ``modules`` through the injection inside the block (restored on exit)."""
-    targets = list({id(m): m for m in modules}.values())
-    for module in targets:
-        check_supported(module)
-    patched: list[tuple[nn.Module, Any]] = []
-    try:
-        for module in targets:
-            patched.append((module, module.__dict__.get("forward", _MISSING)))
-            module.forward = _injected_forward(module, module.forward, injection)
-        yield
-    finally:
-        for module, previous in reversed(patched):
-            if previous is _MISSING:
-                module.__dict__.pop("forward", None)
-            else:
-                module.forward = previous
+    return patched_forwards(modules, lambda module, original: _injected_forward(module, original, injection))
 
 
 class _InjectionWindow(StepHook):

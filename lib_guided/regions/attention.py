@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
@@ -109,16 +109,15 @@ def _restore(patched: list[tuple[nn.Module, Any]]) -> None:
 
 
 @contextlib.contextmanager
-def controlled_attention(
-    modules: Iterable[ModuleItem],
-    control: RegionControl | None = None,
-    recorder: AttentionRecorder | None = None,
+def patched_forwards(
+    modules: Iterable[ModuleItem], make: Callable[[nn.Module, Callable[..., Any]], Callable[..., Any]]
 ) -> Iterator[None]:
-    """Route the given cross-attention modules through region control / recording inside the block.
+    """Give each attention module (once, however often listed) the instance ``forward``
+    ``make(module, its current forward)`` inside the block.
 
-    Each module gets an instance ``forward`` that wraps whatever forward it had (so contexts nest:
-    the inner one decides while it is active). On exit the previous instance attribute is put back,
-    or removed when there was none, even if the body raised.
+    The new forward wraps whatever forward the module had, so contexts nest (the inner one decides while
+    it is active). On exit the previous instance attribute is put back, or removed when there was none,
+    even if the body raised. Region control and AIDI's attention injection both install through this.
     """
     targets = _unique_modules(modules)
     for module in targets:
@@ -127,8 +126,19 @@ def controlled_attention(
     try:
         for module in targets:
             previous = module.__dict__.get("forward", _MISSING)
-            module.forward = make_forward(module, module.forward, control, recorder)
+            module.forward = make(module, module.forward)
             patched.append((module, previous))
         yield
     finally:
         _restore(patched)
+
+
+def controlled_attention(
+    modules: Iterable[ModuleItem],
+    control: RegionControl | None = None,
+    recorder: AttentionRecorder | None = None,
+) -> contextlib.AbstractContextManager:
+    """Route the given cross-attention modules through region control / recording inside the block."""
+    return patched_forwards(
+        modules, lambda module, original: make_forward(module, original, control, recorder)
+    )
