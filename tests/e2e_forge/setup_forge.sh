@@ -107,4 +107,4 @@ if [ -z "${SKIP_CHECKPOINTS:-}" ]; then
     HF_HUB_OFFLINE=1 FORGE_ROOT="$FORGE_ROOT" $NICE "$VPY" "$HERE/make_checkpoint.py"
 fi
 
-log "done; smoke test: FORGE_ROOT=$FORGE_ROOT $VPY $HERE/smoke_forge.py"
+log "done; the tests: FORGE_ROOT=$FORGE_ROOT $VPY -m pytest $HERE -q"
