@@ -36,6 +36,8 @@ VARIANTS = {
     "K 5": dict(injection_steps=5),
     "K 1": dict(injection_steps=1),
     "N 24": dict(adam_steps=24),
+    "N 48": dict(adam_steps=48),
+    "N 24, lr 0.05": dict(adam_steps=24, lr=0.05),
     "lr 0.05": dict(lr=0.05),
     "lr 0.2": dict(lr=0.2),
     "noisy target (the reference's)": dict(target="noisy"),
