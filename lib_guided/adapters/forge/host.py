@@ -10,6 +10,7 @@ import torch
 
 from lib_guided.adapters.forge.model import ForgeModel
 from lib_guided.adapters.forge.rows import ForgeRowTracker
+from lib_guided.adapters.webui.canvases import image_editor_canvas
 from lib_guided.adapters.webui.host import WebUIHost
 
 # the colours the painting brush offers first (any other can be picked)
@@ -57,18 +58,7 @@ class ForgeHost(WebUIHost):
             sampling_cleanup(unet)
 
     def strokes_component(self, **kwargs: Any):
-        import gradio as gr
-
-        brush = gr.Brush(colors=list(BRUSH_COLOURS), default_color=BRUSH_COLOURS[0], color_mode="defaults")
-        return gr.ImageEditor(
-            type="pil",
-            image_mode="RGBA",
-            sources=["upload", "clipboard"],
-            brush=brush,
-            layers=False,
-            height=384,
-            **kwargs,
-        )
+        return image_editor_canvas(BRUSH_COLOURS, **kwargs)
 
 
 FORGE = ForgeHost()

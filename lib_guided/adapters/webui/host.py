@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from lib_guided.adapters.webui.canvases import sketch_canvas
 from lib_guided.adapters.webui.model import WebUIModel
 from lib_guided.adapters.webui.rows import CondRowTracker
 
@@ -40,11 +41,7 @@ class WebUIHost:
         return contextlib.nullcontext()
 
     def strokes_component(self, **kwargs: Any):
-        import gradio as gr
-
-        return gr.Image(
-            source="upload", tool="color-sketch", type="pil", image_mode="RGBA", height=384, **kwargs
-        )
+        return sketch_canvas(**kwargs)
 
 
 WEBUI = WebUIHost()
