@@ -18,6 +18,7 @@ from lib_guided.images import image_to_tensor, psnr, save_image
 from lib_guided.inversion.invert import SOLVERS, InversionSettings
 from lib_guided.params import parse_palette_item
 from lib_guided.pipeline import DEFAULT_CFG, DEFAULT_STEPS, METHODS, edit_image, generate
+from lib_guided.regions.attention import REGION_MODES
 from lib_guided.stroke_job import PAINTINGS, StrokeSettings
 from lib_guided.strokes.io import load_strokes
 
@@ -60,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="decoder the stroke gradient goes through (the image always uses the full VAE)",
     )
     gen.add_argument("--region-weight", type=float, default=_STROKE.region_weight)
+    gen.add_argument(
+        "--region-mode",
+        choices=REGION_MODES,
+        default=_STROKE.region_mode,
+        help="how a bound phrase is tied to its colour's region",
+    )
     gen.add_argument("--colour-tolerance", type=float, default=_STROKE.colour_tolerance)
     gen.add_argument("--out", required=True)
 
@@ -112,6 +119,7 @@ def run_generate(args: argparse.Namespace) -> dict:
         decoder=args.gradient_decoder,
         region_weight=args.region_weight,
         colour_tolerance=args.colour_tolerance,
+        region_mode=args.region_mode,
     )
     model = load_model(args.model)
     result = generate(

@@ -16,6 +16,7 @@ from lib_guided.errors import GuidedInputError, shown
 from lib_guided.gradop.decoders.factory import DECODERS
 from lib_guided.gradop.optimise import TARGETS, GradOPSettings
 from lib_guided.inversion.invert import SOLVERS, InversionSettings
+from lib_guided.regions.attention import REGION_MODES
 from lib_guided.stroke_job import PAINTINGS, StrokeSettings
 
 MODES = ("off", "strokes", "edit")
@@ -23,6 +24,8 @@ HIRES_PASSES = ("first", "second", "both")
 ODD_FIELDS = frozenset({"blur_size"})  # kernel sizes: a slider from 3 in steps of 2 makes only these
 # Values older versions wrote into infotexts, read as what they meant then: blur 0 was "auto" = 35.
 LEGACY_VALUES = {"blur_size": {0: 35}}
+# What a field meant in infotexts written before it existed (such images were made that way).
+BEFORE_FIELD_EXISTED = {"region_mode": "bias"}
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,7 @@ class Field:
 
 STROKES_FIELDS = frozenset(
     "strokes palette strength injection_steps adam_steps lr blur_size painting target decoder region_weight "
-    "colour_tolerance hires_pass".split()
+    "colour_tolerance hires_pass region_mode".split()
 )
 EDIT_FIELDS = frozenset(
     "source_prompt inversion_cfg edit_cfg solver max_iter tol window blend_mask eta "
@@ -166,6 +169,16 @@ FIELDS: tuple[Field, ...] = (
         infotext="Guided attention injection",
         help="the edit keeps the reconstruction's attention maps for this share of the steps (0 = off)",
     ),
+    Field(
+        "region_mode",
+        str,
+        _STROKE.region_mode,
+        "Region control mode",
+        choices=REGION_MODES,
+        infotext="Guided region mode",
+        help="prompts: each painted region attends to its phrase encoded on its own (the lab's winner); "
+        "bias: paint with words; masked: bound tokens hidden outside their regions",
+    ),
 )
 FIELD_BY_NAME = {f.name: f for f in FIELDS}
 
@@ -202,6 +215,7 @@ class GuidedParams:
     eta: float = _default("eta")
     return_reconstruction: bool = _default("return_reconstruction")
     attention_injection: float = _default("attention_injection")
+    region_mode: str = _default("region_mode")
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -233,7 +247,12 @@ class GuidedParams:
 
     def stroke_settings(self) -> StrokeSettings:
         return StrokeSettings(
-            self.painting, self.blur_size, self.decoder, self.region_weight, self.colour_tolerance
+            self.painting,
+            self.blur_size,
+            self.decoder,
+            self.region_weight,
+            self.colour_tolerance,
+            self.region_mode,
         )
 
     def edit_settings(self) -> EditSettings:
@@ -253,6 +272,16 @@ class GuidedParams:
         if self.mode == "strokes":
             out["Guided strokes"] = "not stored (paste the painting again)"
         return out
+
+
+def newer_field_from_infotext(field: Field, values: dict[str, Any]) -> Any:
+    """A field added later, read from a pasted infotext: its value, the value it had before it existed when
+    the infotext is one of ours without it (the image was made that way), else None (not our image)."""
+    if field.infotext in values:
+        return values[field.infotext]
+    if "Guided enabled" in values:
+        return BEFORE_FIELD_EXISTED[field.name]
+    return None
 
 
 def coerce(field: Field, value: Any) -> Any:

@@ -19,7 +19,7 @@ from lib_guided.errors import GuidedInputError
 from lib_guided.gradop.decoders.factory import DECODERS
 from lib_guided.gradop.optimise import GradOPPlus, GradOPSettings
 from lib_guided.protocol import Decoder, DiffusionModel
-from lib_guided.regions.attention import RegionControl
+from lib_guided.regions.attention import REGION_MODES, RegionControl
 from lib_guided.regions.binding import prompt_with_phrases, token_masks
 from lib_guided.strokes.io import StrokeImage, load_strokes, painting_pixel_cap
 from lib_guided.strokes.painting import REFERENCE_KERNEL_SIZE, BlurPainting, make_painting
@@ -40,6 +40,8 @@ class StrokeSettings:
     decoder: str = "linear-anchored-half"
     region_weight: float = 1.0  # phrase <-> colour binding strength; 0 = off
     colour_tolerance: float = 24.0  # RGB distance within which a pixel belongs to a palette colour
+    # how a phrase is tied to its region (regions.attention.REGION_MODES); the lab chose it (README)
+    region_mode: str = "prompts"
 
     BOUNDS: ClassVar[dict[str, tuple[float, float]]] = {
         "blur_size": (3, 101),
@@ -51,6 +53,9 @@ class StrokeSettings:
         if self.painting not in PAINTINGS:
             choices = ", ".join(PAINTINGS)
             raise GuidedInputError("painting", f"must be one of {choices}, got {self.painting!r}")
+        if self.region_mode not in REGION_MODES:
+            choices = ", ".join(REGION_MODES)
+            raise GuidedInputError("region_mode", f"must be one of {choices}, got {self.region_mode!r}")
         if self.decoder not in DECODERS:
             raise GuidedInputError("decoder", f"must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
         check_bounds(self)
@@ -123,5 +128,17 @@ class StrokeJob:
         if not self.binds_phrases:
             return None
         masks = colour_masks(self.strokes, self.found, size=latent_size)
-        bound = token_masks(model, prompt, self.regions, masks, self.settings.region_weight)
-        return RegionControl(bound, latent_size) if bound else None
+        weight = self.settings.region_weight
+        if self.settings.region_mode == "prompts":
+            contexts = [
+                (masks[region.hex] * (weight * region.weight), _context(model.encode_prompt([region.phrase])))
+                for region in self.regions
+            ]
+            return RegionControl({}, latent_size, "prompts", contexts)
+        bound = token_masks(model, prompt, self.regions, masks, weight)
+        return RegionControl(bound, latent_size, self.settings.region_mode) if bound else None
+
+
+def _context(cond) -> torch.Tensor:
+    """The cross-attention context of an encoded prompt (SDXL's cond is a dict)."""
+    return cond["crossattn"] if isinstance(cond, dict) else cond

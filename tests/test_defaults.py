@@ -27,6 +27,7 @@ OWNERS = {
     "decoder": (StrokeSettings, "generate", "gradient_decoder"),
     "region_weight": (StrokeSettings, "generate", "region_weight"),
     "colour_tolerance": (StrokeSettings, "generate", "colour_tolerance"),
+    "region_mode": (StrokeSettings, "generate", "region_mode"),
     "solver": (InversionSettings, "edit", "solver"),
     "inversion_cfg": (InversionSettings, "edit", "inversion_cfg"),
     "tol": (InversionSettings, "edit", "tol"),

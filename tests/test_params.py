@@ -4,7 +4,14 @@ import pytest
 
 from lib_guided.errors import GuidedInputError
 from lib_guided.inversion.invert import InversionSettings
-from lib_guided.params import FIELDS, GuidedParams, format_palette, parse_palette
+from lib_guided.params import (
+    FIELD_BY_NAME,
+    FIELDS,
+    GuidedParams,
+    format_palette,
+    newer_field_from_infotext,
+    parse_palette,
+)
 
 PALETTE = [{"color": "#d03030", "phrase": "red barn", "weight": 1.5}, {"color": "#3050c0", "phrase": "lake"}]
 
@@ -55,12 +62,27 @@ def test_infotext_round_trips_every_written_field():
         ({"palette": "red barn"}, "palette[0]"),
         ({"palette": [{"color": "#fff"}, 3]}, "palette[1]"),
         ({"edit_cfg": -1}, "edit_cfg"),
+        ({"region_mode": "hard"}, "region_mode"),
     ],
 )
 def test_bad_values_name_their_field(values, field):
     with pytest.raises(GuidedInputError) as err:
         GuidedParams.from_dict(values)
     assert err.value.field == field, str(err.value)
+
+
+def test_region_mode_is_written_and_reaches_the_stroke_settings():
+    p = GuidedParams(enabled=True, region_mode="Masked")
+    assert p.region_mode == "masked" and p.stroke_settings().region_mode == "masked"
+    assert p.infotext()["Guided region mode"] == "masked"
+    assert GuidedParams().stroke_settings().region_mode == "prompts"  # the lab's winner (README)
+    field = FIELD_BY_NAME["region_mode"]
+    assert (
+        newer_field_from_infotext(field, {"Guided enabled": True, "Guided region mode": "masked"}) == "masked"
+    )
+    # an image of an older version, which knew only the bias, is read back as made
+    assert newer_field_from_infotext(field, {"Guided enabled": True, "Guided lr": 0.1}) == "bias"
+    assert newer_field_from_infotext(field, {"Steps": 20}) is None  # not our image: the field stays as it is
 
 
 def test_palette_text_form():

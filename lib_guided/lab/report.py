@@ -33,6 +33,7 @@ from lib_guided.lab.report_plan import (
 )
 from lib_guided.lab.synthesis_eval import repeat_scenes, score_synthesis, synthesise
 from lib_guided.protocol import DiffusionModel
+from lib_guided.stroke_job import StrokeSettings
 
 
 class Timer:
@@ -136,6 +137,7 @@ def run_binding(model, classifier, plan: ReportPlan, scenes, without: torch.Tens
             "colour_with_control": scored["with_control"]["colour_accuracy"],
             "objects": scored["real_images"]["objects"],
             "region_weight": plan.region_weight,
+            "region_mode": StrokeSettings.region_mode,
         }
     )
     timer.section("binding", started)

@@ -134,7 +134,8 @@ def render(report: dict) -> str:
         f"{a['ddim_psnr']:.2f} dB "
         f"(VAE ceiling {a['vae_ceiling_psnr']:.2f} dB; {a['aidi_a_model_evals']:.0f} vs "
         f"{a['ddim_model_evals']:.0f} model evaluations).",
-        f"- **Region control**: binding accuracy {r['without']:.3f} without, {r['with']:.3f} with "
+        f"- **Region control** ({report['binding'].get('region_mode', 'bias')} mode): binding accuracy "
+        f"{r['without']:.3f} without, {r['with']:.3f} with "
         f"(real images {report['binding']['real_images']:.3f}, VAE round trip "
         f"{report['binding']['vae_round_trip']:.3f}; {report['binding']['objects']} objects).",
         *_auto_mask_claim(c.get("auto_mask")),

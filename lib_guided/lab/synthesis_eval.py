@@ -54,12 +54,13 @@ def synthesise(
     per_scene: int = 1,
     bind_objects: bool = False,
     region_weight: float = 0.0,
+    region_mode: str = StrokeSettings.region_mode,
 ) -> torch.Tensor:
     """``per_scene`` images per scene [N * per_scene, 3, 64, 64] (scene-major, see repeat_scenes), prompt =
     the scene's caption, noise seed = seed + index, so every setting starts each scene from the same noise.
     A second image of the same prompt costs ~0.4 of the first (one batched call), hence per_scene.
     ``bind_objects`` passes the object phrases as palette bindings; ``region_weight`` 0 then keeps them in
-    the prompt with no attention bias."""
+    the prompt with no attention bias; ``region_mode`` is how a bound phrase is tied to its region."""
     images = []
     for k, scene in enumerate(scenes):
         result = generate(
@@ -80,6 +81,7 @@ def synthesise(
                 painting=setting.painting,
                 decoder=setting.decoder,
                 region_weight=region_weight,
+                region_mode=region_mode,
                 colour_tolerance=STROKE_COLOUR_TOLERANCE,
             ),
         )

@@ -30,6 +30,13 @@ from lib_guided.regions.manual_attention import check_supported
 
 ModuleItem = nn.Module | tuple[str, nn.Module]
 
+# "bias": paint with words, a bound token's scores raised inside its region. "masked": the same, and
+# outside its region a bound token cannot be attended at all, so each region's queries see their own
+# phrase plus the prompt's unbound tokens (and unpainted pixels only the unbound ones). "prompts":
+# regional prompting, each region's queries attend to their phrase encoded as a prompt of its own (no
+# leak through a causal text encoder's later tokens), blended with the whole prompt's by region weight.
+REGION_MODES = ("bias", "masked", "prompts")
+
 _MISSING = object()
 
 
@@ -44,7 +51,18 @@ class RegionControl:
     (the batch is [cond; uncond] in the WebUI and in ``guided_eps``, so ``cond_rows=n`` is the usual).
     """
 
-    def __init__(self, token_masks: dict[int, torch.Tensor], latent_size: tuple[int, int]) -> None:
+    def __init__(
+        self,
+        token_masks: dict[int, torch.Tensor],
+        latent_size: tuple[int, int],
+        mode: str = "bias",
+        region_contexts: list[tuple[torch.Tensor, torch.Tensor]] = (),
+    ) -> None:
+        """``region_contexts`` (``prompts`` mode): (weighted [H, W] mask, [1, T, D] context) per region."""
+        if mode not in REGION_MODES:
+            raise ValueError(f"region mode must be one of {', '.join(REGION_MODES)}, got {mode!r}")
+        if mode == "prompts":
+            token_masks = {}  # the phrases act through their own contexts, not through prompt tokens
         for token, mask in token_masks.items():
             if mask.ndim != 2:
                 raise ValueError(f"mask of token {token}: expected [H, W], got shape {tuple(mask.shape)}")
@@ -54,8 +72,17 @@ class RegionControl:
         self.latent_size = (int(latent_size[0]), int(latent_size[1]))
         self.sigma: float | None = None
         self.cond_rows: RowSelection = None
+        self.mode = mode
         self.bias_cache: dict[tuple[int, int, torch.device], torch.Tensor] = {}
-        self._has_weight = any(bool(mask.detach().abs().amax() > 0) for mask in self.token_masks.values())
+        self.block_cache: dict[tuple[int, int, torch.device], torch.Tensor | None] = {}
+        # a binding of weight 0 is off: its token is neither raised nor blocked
+        self._weighted_tokens = {
+            token for token, mask in self.token_masks.items() if bool(mask.detach().abs().amax() > 0)
+        }
+        self.region_contexts = [(mask, context) for mask, context in region_contexts]
+        weighted_regions = any(bool(mask.detach().abs().amax() > 0) for mask, _ in self.region_contexts)
+        self._has_weight = bool(self._weighted_tokens) or weighted_regions
+        self.blend_cache: dict[tuple[int, torch.device], torch.Tensor] = {}
 
     def set_step(self, sigma: float | torch.Tensor | None, cond_rows: RowSelection = None) -> None:
         self.sigma = None if sigma is None else float(sigma)
@@ -77,6 +104,33 @@ class RegionControl:
         if key not in self.bias_cache:
             self.bias_cache[key] = self._build_bias(n_query, n_tokens, device)
         return self.bias_cache[key]
+
+    def block_for(self, n_query: int, n_tokens: int, device: torch.device) -> torch.Tensor | None:
+        """``masked`` mode: the [n_query, n_tokens] bool of pairs a query may not attend (a bound token
+        seen from outside its region); None in ``bias`` mode (cached)."""
+        if self.mode != "masked":
+            return None
+        key = (n_query, n_tokens, torch.device(device))
+        if key not in self.block_cache:
+            # outside = no part of the layer cell lies in the region (area resize: partly covered
+            # cells keep the token, so a small region never loses its phrase at coarse layers)
+            self.block_cache[key] = self.bias_for(n_query, n_tokens, device) <= 0
+            bound = self._weighted_tokens
+            self.block_cache[key][:, [t for t in range(n_tokens) if t not in bound]] = False
+        return self.block_cache[key]
+
+    def blend_for(self, n_query: int, device: torch.device) -> torch.Tensor:
+        """``prompts`` mode: [R, n_query, 1] share of each region's context in each query's output,
+        the region mask times its weight, capped at 1 and scaled down where regions add up past 1."""
+        key = (n_query, torch.device(device))
+        if key not in self.blend_cache:
+            size = layer_size(n_query, self.latent_size)
+            shares = torch.stack(
+                [resize_mask(mask.to(device), size).reshape(-1, 1) for mask, _ in self.region_contexts]
+            ).clamp(0.0, 1.0)
+            total = shares.sum(0, keepdim=True)
+            self.blend_cache[key] = shares / total.clamp(min=1.0)
+        return self.blend_cache[key]
 
     def _build_bias(self, n_query: int, n_tokens: int, device: torch.device) -> torch.Tensor:
         size = layer_size(n_query, self.latent_size)

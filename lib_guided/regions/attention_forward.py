@@ -182,25 +182,68 @@ def _controlled_call(
         return original(*call.args, **call.kwargs)
     if context.shape[0] == 1 and batch > 1:
         context = context.expand(batch, -1, -1)
-    region_bias = None
+    if control is not None and control.mode == "prompts":
+        out_cond = _regional_prompts(
+            module,
+            x.index_select(0, cond_idx),
+            context.index_select(0, cond_idx),
+            control,
+            user_mask,
+            recorder,
+        )
+        return _merge_rows(original, call, cond, cond_idx, batch, out_cond)
+    region_bias = region_block = None
     if control is not None:
         region_bias = control.bias_for(x.shape[1], context.shape[1], x.device)
+        region_block = control.block_for(x.shape[1], context.shape[1], x.device)
     out_cond = manual_attention(
         module,
         x.index_select(0, cond_idx),
         context.index_select(0, cond_idx),
         region_bias=region_bias,
         strength=control.strength_scale if control is not None else 0.0,
+        region_block=region_block,
         user_mask=user_mask,
         recorder=recorder,
     )
+    return _merge_rows(original, call, cond, cond_idx, batch, out_cond)
+
+
+def _merge_rows(
+    original: Callable[..., Any],
+    call: _Call,
+    cond: torch.Tensor,
+    cond_idx: torch.Tensor,
+    batch: int,
+    out_cond: torch.Tensor,
+) -> torch.Tensor:
+    """The conditional rows' output put together with the module's own forward on the other rows."""
     if bool(cond.all()):
         return out_cond
-    rest_idx = (~cond).nonzero().flatten().to(x.device)
+    rest_idx = (~cond).nonzero().flatten().to(cond_idx.device)
     cut = {role: _cut_rows(call.get(role), rest_idx, batch) for role in ("x", "context", "mask")}
     args, kwargs = call.with_values(cut)
     out_rest = original(*args, **kwargs)
     out = out_rest.new_empty((batch, *out_rest.shape[1:]))
     out.index_copy_(0, cond_idx, out_cond.to(out.dtype))
     out.index_copy_(0, rest_idx, out_rest)
+    return out
+
+
+def _regional_prompts(
+    module: nn.Module,
+    x: torch.Tensor,
+    context: torch.Tensor,
+    control: RegionControl,
+    user_mask: torch.Tensor | None,
+    recorder: AttentionRecorder | None,
+) -> torch.Tensor:
+    """``prompts`` mode on the conditional rows: the whole prompt's attention output, with each region's
+    share of it replaced by the attention to that region's own context."""
+    out = manual_attention(module, x, context, user_mask=user_mask, recorder=recorder)
+    shares = control.blend_for(x.shape[1], x.device).to(out.dtype)
+    out = out * (1.0 - shares.sum(0))
+    for share, (_, region_context) in zip(shares, control.region_contexts, strict=True):
+        region_context = region_context.to(device=x.device, dtype=context.dtype).expand(x.shape[0], -1, -1)
+        out = out + share * manual_attention(module, x, region_context)
     return out

@@ -92,10 +92,12 @@ def manual_attention(
     *,
     region_bias: torch.Tensor | None = None,
     strength: float = 0.0,
+    region_block: torch.Tensor | None = None,
     user_mask: torch.Tensor | None = None,
     recorder: AttentionRecorder | None = None,
 ) -> torch.Tensor:
-    """The module's attention computed explicitly (float32 scores) with the region bias added."""
+    """The module's attention computed explicitly (float32 scores) with the region bias added and the
+    ``region_block`` pairs masked out."""
     residual = x
     if getattr(module, "group_norm", None) is not None:
         x = module.group_norm(x.transpose(1, 2)).transpose(1, 2)
@@ -111,6 +113,8 @@ def manual_attention(
     scores = _scores(module, q, k)
     if region_bias is not None:
         scores = _add_region_bias(scores, region_bias, strength)
+    if region_block is not None:  # [N, T] bool: bound tokens outside their regions
+        scores = scores.masked_fill(region_block, -torch.finfo(scores.dtype).max)
     if user_mask is not None:
         scores = _apply_user_mask(scores, user_mask)
     probs = scores.softmax(dim=-1)

@@ -81,10 +81,20 @@ def test_zero_strength_and_zero_region_weight_equal_the_disabled_output(sd1, bas
         sd1, alwayson_scripts=guided(strokes=STROKES, strength=0.0, palette=BARN, region_weight=0.0)
     )
     assert np.array_equal(as_array(zero.image), baseline)
-    bound = txt2img(
-        sd1, alwayson_scripts=guided(strokes=STROKES, strength=0.0, palette=BARN, region_weight=3.0)
-    )
-    assert not np.array_equal(as_array(bound.image), baseline)
+    bound = {
+        mode: as_array(
+            txt2img(
+                sd1,
+                alwayson_scripts=guided(
+                    strokes=STROKES, strength=0.0, palette=BARN, region_weight=3.0, region_mode=mode
+                ),
+            ).image
+        )
+        for mode in ("prompts", "bias", "masked")
+    }
+    for image in bound.values():  # each mode's own attention path acts through the WebUI's sampler
+        assert not np.array_equal(image, baseline)
+    assert not np.array_equal(bound["prompts"], bound["bias"])
 
 
 def test_named_dict_and_positional_args_agree(sd1):

@@ -59,10 +59,19 @@ def test_zero_strength_and_zero_region_weight_equal_the_disabled_output(forge, b
     )
     assert np.array_equal(as_array(zero.image), baseline)
     # the phrase is already in the prompt: only region control (Forge's attention, cond rows by mark) acts
-    bound = forge.txt2img(
-        alwayson_scripts=guided(strokes=STROKES, strength=0.0, palette=BARN, region_weight=3.0)
-    )
-    assert not np.array_equal(as_array(bound.image), baseline)
+    bound = {
+        mode: as_array(
+            forge.txt2img(
+                alwayson_scripts=guided(
+                    strokes=STROKES, strength=0.0, palette=BARN, region_weight=3.0, region_mode=mode
+                )
+            ).image
+        )
+        for mode in ("prompts", "bias")
+    }
+    for image in bound.values():  # the phrase encoded by Forge's own text engine, and the bias
+        assert not np.array_equal(image, baseline)
+    assert not np.array_equal(bound["prompts"], bound["bias"])
 
 
 def test_named_dict_and_positional_args_agree(forge):

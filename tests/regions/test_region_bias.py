@@ -7,11 +7,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lib_guided.regions.attention import controlled_attention
+from lib_guided.regions.attention import RegionControl, controlled_attention
 from lib_guided.regions.attention_recorder import AttentionRecorder
 from lib_guided.regions.batch_rows import row_mask
 from tests.regions.attention_cases import (
     LATENT,
+    SIGMA,
     TOKEN,
     control,
     cross_attention,
@@ -57,6 +58,48 @@ def test_bias_moves_attention_into_the_region_across_the_unet(unet3, inputs):
     inside_biased, outside_biased = token_mass(biased)
     assert inside_biased > 3 * inside_plain
     assert outside_biased <= outside_plain * 1.05  # only indirect changes through earlier layers
+
+
+def masked_control(weight: float, extra: dict | None = None) -> RegionControl:
+    region = RegionControl({TOKEN: left_mask(weight), **(extra or {})}, LATENT, mode="masked")
+    region.set_step(SIGMA, 1)
+    return region
+
+
+def test_masked_mode_shuts_the_token_out_of_the_rest_of_the_image(unet3, inputs):
+    first = cross_attention(unet3)[:1]  # only this layer: its input is the same in both runs
+    biased, masked = AttentionRecorder(LATENT), AttentionRecorder(LATENT)
+    with controlled_attention(first, control(2.0), biased):
+        eps(unet3, inputs)
+    with controlled_attention(first, masked_control(2.0), masked):
+        eps(unet3, inputs)
+    inside_biased, outside_biased = token_mass(biased)
+    inside_masked, outside_masked = token_mass(masked)
+    assert outside_biased > 1e-3  # without the mask the token is seen everywhere
+    assert outside_masked == 0.0
+    assert inside_masked == pytest.approx(inside_biased, abs=1e-7)  # inside: the bias mode's rows
+
+
+def test_masked_mode_leaves_unbound_and_weight_zero_tokens_visible():
+    region = masked_control(1.0, extra={TOKEN + 1: left_mask(0.0)})  # a binding of weight 0 is off
+    block = region.block_for(LATENT[0] * LATENT[1], 8, torch.device("cpu"))
+    outside = ~left_mask(1.0).bool().reshape(-1)
+    assert block[:, TOKEN].tolist() == outside.tolist()
+    assert not block[:, [t for t in range(8) if t != TOKEN]].any()
+    coarse = region.block_for(2 * 3, 8, torch.device("cpu"))  # f 4: the region covers the left cell column
+    assert coarse[:, TOKEN].tolist() == [False, True, True, False, True, True]
+
+
+def test_bias_mode_blocks_nothing_and_unknown_modes_are_refused():
+    assert control(1.0).block_for(LATENT[0] * LATENT[1], 8, torch.device("cpu")) is None
+    with pytest.raises(ValueError, match="region mode"):
+        RegionControl({TOKEN: left_mask(1.0)}, LATENT, mode="hard")
+
+
+def test_masked_mode_at_weight_zero_is_bit_identical_to_no_control(unet3, inputs):
+    expected = eps(unet3, inputs)
+    with controlled_attention(cross_attention(unet3), masked_control(0.0)):
+        assert torch.equal(eps(unet3, inputs), expected)
 
 
 def test_unconditional_rows_are_untouched(unet3, inputs):

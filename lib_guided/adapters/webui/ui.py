@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
 import gradio as gr
 from PIL import Image
 
 from lib_guided.adapters.webui.args import canvas_image
 from lib_guided.adapters.webui.host import WEBUI, WebUIHost
 from lib_guided.adapters.webui.host_choices import choices_for
-from lib_guided.params import FIELDS, Field, parse_palette
+from lib_guided.params import BEFORE_FIELD_EXISTED, FIELDS, Field, newer_field_from_infotext, parse_palette
 from lib_guided.strokes.io import load_strokes
 from lib_guided.strokes.palette import extract_palette
 
@@ -120,9 +122,16 @@ def build(is_img2img: bool, elem_id, host: WebUIHost = WEBUI) -> tuple[list, lis
             continue
         if field.name == "palette":
             infotext.append((components[field.name], _palette_from_infotext))
+        elif field.name in BEFORE_FIELD_EXISTED:
+            infotext.append((components[field.name], functools.partial(_newer_field_from_infotext, field)))
         else:
             infotext.append((components[field.name], field.infotext))
     return [components[f.name] for f in FIELDS], infotext
+
+
+def _newer_field_from_infotext(field: Field, values: dict):
+    value = newer_field_from_infotext(field, values)
+    return gr.update() if value is None else value
 
 
 def _palette_from_infotext(values: dict):

@@ -28,6 +28,7 @@ AXES: tuple[tuple[str, str], ...] = (
     ("decoder", "both"),
     ("target", "both"),
     ("region_weight", "both"),
+    ("region_mode", "both"),
     ("inversion_cfg", "img2img"),
     ("edit_cfg", "img2img"),
     ("solver", "img2img"),
