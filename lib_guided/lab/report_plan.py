@@ -66,7 +66,10 @@ QUICK = ReportPlan(
         _sdedit(0.7),
         _sdedit(0.9),
         GRADOP_PLUS_DEFAULT,
-        *(gradop_plus(decoder=d) for d in ("linear", "linear-anchored", "linear-anchored-half")),
+        *(
+            gradop_plus(decoder=d)
+            for d in ("linear", "linear-anchored", "linear-anchored-half", "linear-local")
+        ),
         SynthesisSetting("gradop", "strength 0.6, 30 Adam steps", strength=0.6, relaxed_steps=30),
     ),
     inversion_scenes=6,
@@ -97,7 +100,13 @@ FULL = ReportPlan(
         gradop_plus(0.9, 12),
         *(
             gradop_plus(decoder=d)
-            for d in ("full-checkpointed", "linear", "linear-anchored", "linear-anchored-half")
+            for d in (
+                "full-checkpointed",
+                "linear",
+                "linear-anchored",
+                "linear-anchored-half",
+                "linear-local",
+            )
         ),
         SynthesisSetting("gradop", "strength 0.6", strength=0.6),
         SynthesisSetting("gradop", "strength 0.4", strength=0.4),

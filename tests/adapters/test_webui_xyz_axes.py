@@ -88,7 +88,7 @@ def test_decoders_the_webui_cannot_run_are_neither_offered_nor_accepted():
     plot = stand_in_plot()
     xyz_axes.register_axes(plot)
     decoder = next(a for a in plot.axis_options if a.label.endswith("Decoder for the gradient"))
-    assert decoder.choices() == ["full", "linear", "linear-anchored", "linear-anchored-half"]
+    assert decoder.choices() == ["full", "linear", "linear-anchored", "linear-anchored-half", "linear-local"]
     for bad in ("tiny", "full-checkpointed"):
         with pytest.raises(GuidedInputError, match=rf"^decoder: X/Y/Z plot value: '{bad}' is not available"):
             decoder.confirm(SimpleNamespace(), ["linear", bad])

@@ -10,6 +10,7 @@ from lib_guided.gradop.decoders.factory import (
     AutocastDecoder,
     LinearDecoderCache,
     LinearLatentDecoder,
+    LocallyRefittedDecoder,
     TinyAutoencoderDecoder,
     checkpointed_diffusers_decoder,
     fit_linear_decoder,
@@ -230,6 +231,45 @@ def test_adam_through_the_anchored_decoder_lowers_the_full_decoders_loss(tiny_mo
         changes.append(full_decoder_loss(tiny_model, out, target) / before - 1.0)
     print(f"full-decoder stroke loss change, anchored linear decoder: {changes}")
     assert max(changes) < -0.08, changes
+
+
+# -- the linear map refitted per phase (linear-local) --------------------------------------------------
+
+
+def test_local_refit_is_exact_at_its_anchor_and_costs_two_forward_passes(tiny_model, fitted):
+    calls = []
+
+    def counting_decode(z):
+        calls.append(z.clone())
+        return tiny_model.decode(z)
+
+    local = LocallyRefittedDecoder(counting_decode, fitted)
+    with pytest.raises(RuntimeError, match="start_phase"):
+        local(latent(0))
+    w0 = latent(0, batch=2)
+    local.start_phase(w0)
+    assert len(calls) == 2 and torch.equal(calls[0], w0)  # the anchor and one probe, no backward
+    with torch.no_grad():
+        torch.testing.assert_close(local(w0), tiny_model.decode(w0), atol=1e-5, rtol=0)
+    assert not torch.equal(local.linear.weight, fitted.weight)  # refitted around w0
+    again = LocallyRefittedDecoder(tiny_model.decode, fitted)
+    again.start_phase(w0)
+    assert torch.equal(again.linear.weight, local.linear.weight)  # seeded probes: reproducible
+
+
+def test_adam_through_the_local_refit_lowers_the_full_decoders_loss_also_under_autocast(tiny_model):
+    target = two_colour_target()
+    for s in range(2):
+        w = latent(100 + s)
+        before = full_decoder_loss(tiny_model, w, target)
+        local = make_gradient_decoder(
+            "linear-local", tiny_model, cache=LinearDecoderCache(), autocast_dtype=torch.bfloat16
+        )
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # as the WebUI samples
+            out, first, last = optimise_latent(w, target, local, BlurPainting(), steps=12, lr=0.1)
+        assert out.dtype == torch.float32 and bool(torch.isfinite(out).all())
+        assert first == pytest.approx(before, rel=2e-2)  # exact at the start, up to the bfloat16 decode
+        assert full_decoder_loss(tiny_model, out, target) < 0.92 * before
 
 
 # -- the checkpointed full decoder ---------------------------------------------------------------------

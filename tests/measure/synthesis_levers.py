@@ -31,6 +31,7 @@ DEFAULT = dict(decoder="linear-anchored-half")  # what users get
 VARIANTS = {
     "default (0.8, K 3, N 12, lr 0.1, x0, blur)": {},
     "full VAE decoder": dict(decoder="full"),
+    "linear-local decoder": dict(decoder="linear-local"),
     "strength 0.7": dict(strength=0.7),
     "strength 0.9": dict(strength=0.9),
     "K 5": dict(injection_steps=5),

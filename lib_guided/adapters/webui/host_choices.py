@@ -13,7 +13,7 @@ from lib_guided.errors import GuidedInputError
 from lib_guided.params import Field
 
 WEBUI_CHOICES: dict[str, tuple[str, ...]] = {
-    "decoder": ("full", "linear", "linear-anchored", "linear-anchored-half")
+    "decoder": ("full", "linear", "linear-anchored", "linear-anchored-half", "linear-local")
 }
 
 

@@ -10,6 +10,8 @@ Each is a callable latent [B,C,h,w] -> image [B,3,H,W] in about [0, 1], the cont
   each phase and every ``ANCHOR_EVERY`` Adam steps (``anchored_decoder``): exact where it is anchored.
 * ``linear-anchored-half``: the same, its anchors decoded from the latent pooled 2x (4x cheaper; the
   blurred stroke loss hardly sees the lost detail).
+* ``linear-local``: the linear map refitted at the start of each phase around its first latent from one
+  probe decode (``local_refit``): the VAE's local slope, at ``linear-anchored``'s six forward passes.
 * ``tiny``: a TAESD-like small decoder, when the caller has one.
 """
 
@@ -29,6 +31,7 @@ from lib_guided.gradop.decoders.checkpointed import (
 )
 from lib_guided.gradop.decoders.linear import LinearLatentDecoder, fit_linear_decoder, typical_fit_latents
 from lib_guided.gradop.decoders.linear_cache import LinearDecoderCache
+from lib_guided.gradop.decoders.local_refit import LocallyRefittedDecoder
 from lib_guided.protocol import Decoder
 
 __all__ = [
@@ -38,6 +41,7 @@ __all__ = [
     "CheckpointedDecoder",
     "LinearDecoderCache",
     "LinearLatentDecoder",
+    "LocallyRefittedDecoder",
     "TinyAutoencoderDecoder",
     "checkpointed_diffusers_decoder",
     "diffusers_vae_stages",
@@ -47,7 +51,15 @@ __all__ = [
     "typical_fit_latents",
 ]
 
-DECODERS = ("full", "full-checkpointed", "linear", "linear-anchored", "linear-anchored-half", "tiny")
+DECODERS = (
+    "full",
+    "full-checkpointed",
+    "linear",
+    "linear-anchored",
+    "linear-anchored-half",
+    "linear-local",
+    "tiny",
+)
 # Adam steps between re-anchorings: 12 steps -> 2 full forward passes per phase. Every 3, 4 and 6 steps
 # gave the same lab quality (stroke MSE within 6 %, FD within 2 % of each other, quick plan).
 ANCHOR_EVERY = 6
@@ -138,13 +150,15 @@ def make_gradient_decoder(
             raise GuidedInputError(
                 "decoder", "'full-checkpointed' needs a model with a diffusers AutoencoderKL (model.vae)"
             ) from None
-    if key in ("linear", "linear-anchored", "linear-anchored-half"):
+    if key in ("linear", "linear-anchored", "linear-anchored-half", "linear-local"):
         cache = cache if cache is not None else LinearDecoderCache()
         linear = cache.get_or_fit(
             cache_key, lambda: fit_model_linear_decoder(model, latent_size=fit_latent_size)
         )
         if key == "linear":
             return linear
+        if key == "linear-local":  # fresh per call: it holds the phase's refit
+            return LocallyRefittedDecoder(full, linear)
         # fresh per call: it holds the anchor
         downscale = 2 if key == "linear-anchored-half" else 1
         return AnchoredLinearDecoder(full, linear, ANCHOR_EVERY, downscale)

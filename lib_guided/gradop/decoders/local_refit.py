@@ -1,0 +1,78 @@
+"""The linear decoder refitted around each GradOP phase's first latent: a local Jacobian, exact anchor.
+
+The global linear map is the least-squares fit over typical latents: an average slope. The VAE's real
+slope depends on what is being decoded, and the stroke gradient goes through that slope. At the start of
+a phase this decoder decodes the latent ``w0`` (the anchor) and ``w0 + delta`` for a small random
+``delta`` (``probes`` times; forward passes, no backward), and refits the map to those differences
+with the global map as a ridge prior. ``decode(w) = D(w0) + L_local(w) - L_local(w0)``.
+
+On the lab (quick plan) one probe per phase brings GradOP+'s stroke MSE to within 1.5 % of the full
+VAE's (``linear-anchored``: 7.5 %), at the same six full forward passes per image (README).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from lib_guided.gradop.decoders.linear import LinearLatentDecoder, area_downsample, pad_for_kernel, spread
+from lib_guided.protocol import Decoder
+
+
+class LocallyRefittedDecoder:
+    """``probe_scale``: the probe's std as a share of the latent's; ``prior``: the ridge weight pulling
+    the local map towards the global one, relative to the mean diagonal of the probes' Gram matrix."""
+
+    def __init__(
+        self,
+        full: Decoder,
+        linear: LinearLatentDecoder,
+        probes: int = 1,
+        probe_scale: float = 0.5,
+        prior: float = 0.1,
+        seed: int = 0,
+    ) -> None:
+        if probes < 1:
+            raise ValueError(f"probes: at least 1, got {probes}")
+        self.full, self.global_linear = full, linear
+        self.probes, self.probe_scale, self.prior, self.seed = (
+            int(probes),
+            float(probe_scale),
+            float(prior),
+            seed,
+        )
+        self.linear: LinearLatentDecoder | None = None
+        self.offset: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def start_phase(self, latent: torch.Tensor) -> None:
+        g = self.global_linear
+        f, k = g.scale_factor, g.kernel_size
+        anchor = self.full(latent)
+        base = area_downsample(anchor.double(), f)
+        generator = torch.Generator().manual_seed(self.seed)  # the same probes every run: reproducible
+        scale = self.probe_scale * float(latent.float().std())
+        inputs, targets = [], []
+        for _ in range(self.probes):
+            delta = torch.randn(latent.shape, generator=generator).to(latent) * scale
+            change = area_downsample(self.full(latent + delta).double(), f) - base
+            seen = area_downsample(spread(delta.double(), f, g.smoothing), f)  # as the fit sees a latent
+            for row in range(latent.shape[0]):
+                inputs.append(F.unfold(pad_for_kernel(seen[row : row + 1], k), k)[0].T)
+                targets.append(change[row].permute(1, 2, 0).reshape(-1, 3))
+        x, y = torch.cat(inputs), torch.cat(targets)  # [N, C*k*k], [N, 3]
+        prior_weight = g.weight.double().to(x.device).reshape(3, -1).T
+        gram = x.T @ x
+        ridge = self.prior * gram.diagonal().mean()
+        eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
+        weight = torch.linalg.solve(gram + ridge * eye, x.T @ y + ridge * prior_weight)
+        self.linear = LinearLatentDecoder(
+            weight.T.reshape(g.weight.shape).float().cpu(), g.bias, f, g.smoothing
+        )
+        linear = self.linear(latent)
+        self.offset = anchor.to(linear.dtype) - linear
+
+    def __call__(self, latent: torch.Tensor) -> torch.Tensor:
+        if self.offset is None or self.offset.shape[0] != latent.shape[0]:
+            raise RuntimeError("LocallyRefittedDecoder: start_phase(latent) must come before decoding")
+        return self.offset.to(latent.dtype) + self.linear(latent)
