@@ -43,6 +43,11 @@ class DiffusionModel(Protocol):
         """Indices in the encoded prompt of the tokens of ``phrase`` (empty if absent)."""
 
 
+def cond_context(cond: Cond) -> torch.Tensor:
+    """The cross-attention context of a conditioning (SDXL's is the dict's ``crossattn``)."""
+    return cond["crossattn"] if isinstance(cond, dict) else cond
+
+
 def cat_conds(conds: Sequence[Cond]) -> Cond:
     """Concatenate conditionings along the batch axis (tensors or SDXL-style dicts)."""
     first = conds[0]
@@ -54,14 +59,10 @@ def cat_conds(conds: Sequence[Cond]) -> Cond:
 def pad_conds(conds: Sequence[Cond], empty_chunk: torch.Tensor) -> list[Cond]:
     """Give every conditioning the longest one's context length by appending ``empty_chunk`` (the empty
     prompt's [1, 77, C] embedding), as the WebUI pads prompts of different 75-token chunk counts."""
-
-    def context(c):
-        return c["crossattn"] if isinstance(c, dict) else c
-
-    longest = max(context(c).shape[1] for c in conds)
+    longest = max(cond_context(c).shape[1] for c in conds)
     out = []
     for c in conds:
-        tensor = context(c)
+        tensor = cond_context(c)
         missing = (longest - tensor.shape[1]) // empty_chunk.shape[1]
         if missing:
             pad = empty_chunk.to(tensor).expand(tensor.shape[0], -1, -1).repeat(1, missing, 1)

@@ -18,7 +18,7 @@ from lib_guided.bounds import check_bounds
 from lib_guided.errors import GuidedInputError
 from lib_guided.gradop.decoders.factory import DECODERS
 from lib_guided.gradop.optimise import GradOPPlus, GradOPSettings
-from lib_guided.protocol import Decoder, DiffusionModel
+from lib_guided.protocol import Decoder, DiffusionModel, cond_context
 from lib_guided.regions.attention import REGION_MODES, RegionControl
 from lib_guided.regions.binding import prompt_with_phrases, token_masks
 from lib_guided.strokes.io import StrokeImage, load_strokes, painting_pixel_cap
@@ -131,14 +131,12 @@ class StrokeJob:
         weight = self.settings.region_weight
         if self.settings.region_mode == "prompts":
             contexts = [
-                (masks[region.hex] * (weight * region.weight), _context(model.encode_prompt([region.phrase])))
+                (
+                    masks[region.hex] * (weight * region.weight),
+                    cond_context(model.encode_prompt([region.phrase])),
+                )
                 for region in self.regions
             ]
             return RegionControl({}, latent_size, "prompts", contexts)
         bound = token_masks(model, prompt, self.regions, masks, weight)
         return RegionControl(bound, latent_size, self.settings.region_mode) if bound else None
-
-
-def _context(cond) -> torch.Tensor:
-    """The cross-attention context of an encoded prompt (SDXL's cond is a dict)."""
-    return cond["crossattn"] if isinstance(cond, dict) else cond
