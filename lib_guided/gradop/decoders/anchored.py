@@ -32,15 +32,20 @@ class AnchoredLinearDecoder:
 
     @torch.no_grad()
     def start_phase(self, latent: torch.Tensor) -> None:
-        linear = self.linear(latent)
         s = self.anchor_downscale
         if s > 1 and latent.shape[-1] % s == 0 and latent.shape[-2] % s == 0:
             small = self.full(F.avg_pool2d(latent, s))
-            anchor = F.interpolate(
-                small.float(), size=linear.shape[-2:], mode="bilinear", align_corners=False
-            )
+            f = self.linear.scale_factor
+            size = (latent.shape[-2] * f, latent.shape[-1] * f)
+            anchor = F.interpolate(small.float(), size=size, mode="bilinear", align_corners=False)
         else:
             anchor = self.full(latent)
+        self.set_anchor(latent, anchor)
+
+    @torch.no_grad()
+    def set_anchor(self, latent: torch.Tensor, anchor: torch.Tensor) -> None:
+        """Make the decoder exact at ``latent``, whose full decode is ``anchor``."""
+        linear = self.linear(latent)
         self.offset = anchor.to(linear.dtype) - linear
         self.calls = 0
 

@@ -146,12 +146,8 @@ def fit_linear_decoder(
     for batch in batches:
         for row in batch.split(1):
             image = decode(row)
-            targets.append(_pixels(area_downsample(image.double(), scale_factor)))
-            # what the map's output looks like after spread + area mean: the upsampling mixes in the
-            # neighbours, so regressing on the raw latent would shrink the fitted map (by ~0.6 on noise)
-            seen = area_downsample(spread(row.double(), scale_factor, smoothing), scale_factor)
-            # [1, C*k*k, h*w] in conv weight order (channel, then kernel row, then column)
-            inputs.append(F.unfold(pad_for_kernel(seen, kernel_size), kernel_size)[0].T)
+            targets.append(pixel_rows(area_downsample(image.double(), scale_factor)))
+            inputs.append(design_rows(row, scale_factor, kernel_size, smoothing))
     x, y = torch.cat(inputs), torch.cat(targets)  # [N, C*k*k], [N, 3]
     design = torch.cat([x, torch.ones_like(x[:, :1])], dim=1)
     gram = design.T @ design
@@ -162,9 +158,22 @@ def fit_linear_decoder(
     return LinearLatentDecoder(weight.cpu(), solution[-1].cpu(), scale_factor, smoothing)
 
 
-def _pixels(t: torch.Tensor) -> torch.Tensor:
+def pixel_rows(t: torch.Tensor) -> torch.Tensor:
     """[B, C, h, w] -> [B*h*w, C]."""
     return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
+
+
+def design_rows(
+    latent: torch.Tensor, scale_factor: int, kernel_size: int, smoothing: float = 0.0
+) -> torch.Tensor:
+    """The least-squares inputs of a latent [B, C, h, w]: [B*h*w, C*k*k] (float64), each latent pixel's
+    k x k neighbourhood in conv weight order (channel, then kernel row, then column).
+
+    Taken from what the map's output looks like after spread + area mean: the upsampling mixes in the
+    neighbours, so regressing on the raw latent would shrink the fitted map (by ~0.6 on noise)."""
+    seen = area_downsample(spread(latent.double(), scale_factor, smoothing), scale_factor)
+    patches = F.unfold(pad_for_kernel(seen, kernel_size), kernel_size)  # [B, C*k*k, h*w]
+    return patches.transpose(1, 2).reshape(-1, patches.shape[1])
 
 
 def smooth_colour_images(count: int, size: tuple[int, int], seed: int = 0, grid: int = 4) -> torch.Tensor:

@@ -13,15 +13,17 @@ VAE's (``linear-anchored``: 7.5 %), at the same six full forward passes per imag
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from lib_guided.gradop.decoders.linear import LinearLatentDecoder, area_downsample, pad_for_kernel, spread
+from lib_guided.gradop.decoders.anchored import AnchoredLinearDecoder
+from lib_guided.gradop.decoders.linear import LinearLatentDecoder, area_downsample, design_rows, pixel_rows
 from lib_guided.protocol import Decoder
 
 
-class LocallyRefittedDecoder:
-    """``probe_scale``: the probe's std as a share of the latent's; ``prior``: the ridge weight pulling
-    the local map towards the global one, relative to the mean diagonal of the probes' Gram matrix."""
+class LocallyRefittedDecoder(AnchoredLinearDecoder):
+    """An anchored linear decoder (anchored once per phase, at full resolution) whose map is refitted
+    at each anchor. ``probe_scale``: the probe's std as a share of the latent's; ``prior``: the ridge
+    weight pulling the local map towards the global one, relative to the mean diagonal of the probes'
+    Gram matrix."""
 
     def __init__(
         self,
@@ -34,15 +36,14 @@ class LocallyRefittedDecoder:
     ) -> None:
         if probes < 1:
             raise ValueError(f"probes: at least 1, got {probes}")
-        self.full, self.global_linear = full, linear
+        super().__init__(full, linear)
+        self.global_linear = linear
         self.probes, self.probe_scale, self.prior, self.seed = (
             int(probes),
             float(probe_scale),
             float(prior),
             seed,
         )
-        self.linear: LinearLatentDecoder | None = None
-        self.offset: torch.Tensor | None = None
 
     @torch.no_grad()
     def start_phase(self, latent: torch.Tensor) -> None:
@@ -55,11 +56,8 @@ class LocallyRefittedDecoder:
         inputs, targets = [], []
         for _ in range(self.probes):
             delta = torch.randn(latent.shape, generator=generator).to(latent) * scale
-            change = area_downsample(self.full(latent + delta).double(), f) - base
-            seen = area_downsample(spread(delta.double(), f, g.smoothing), f)  # as the fit sees a latent
-            for row in range(latent.shape[0]):
-                inputs.append(F.unfold(pad_for_kernel(seen[row : row + 1], k), k)[0].T)
-                targets.append(change[row].permute(1, 2, 0).reshape(-1, 3))
+            inputs.append(design_rows(delta, f, k, g.smoothing))
+            targets.append(pixel_rows(area_downsample(self.full(latent + delta).double(), f) - base))
         x, y = torch.cat(inputs), torch.cat(targets)  # [N, C*k*k], [N, 3]
         prior_weight = g.weight.double().to(x.device).reshape(3, -1).T
         gram = x.T @ x
@@ -69,10 +67,4 @@ class LocallyRefittedDecoder:
         self.linear = LinearLatentDecoder(
             weight.T.reshape(g.weight.shape).float().cpu(), g.bias, f, g.smoothing
         )
-        linear = self.linear(latent)
-        self.offset = anchor.to(linear.dtype) - linear
-
-    def __call__(self, latent: torch.Tensor) -> torch.Tensor:
-        if self.offset is None or self.offset.shape[0] != latent.shape[0]:
-            raise RuntimeError("LocallyRefittedDecoder: start_phase(latent) must come before decoding")
-        return self.offset.to(latent.dtype) + self.linear(latent)
+        self.set_anchor(latent, anchor)
