@@ -1,4 +1,5 @@
-"""Gradient decoders: the fitted linear map, the checkpointed VAE, the tiny-decoder adapter, the cache."""
+"""Gradient decoders: the fitted linear map, the checkpointed VAE, the tiny-decoder adapter, the cache
+(the anchored ones: test_anchored_decoders.py)."""
 
 import pytest
 import torch
@@ -6,11 +7,9 @@ import torch.nn.functional as F
 
 from lib_guided.errors import GuidedInputError
 from lib_guided.gradop.decoders.factory import (
-    AnchoredLinearDecoder,
     AutocastDecoder,
     LinearDecoderCache,
     LinearLatentDecoder,
-    LocallyRefittedDecoder,
     TinyAutoencoderDecoder,
     checkpointed_diffusers_decoder,
     fit_linear_decoder,
@@ -18,45 +17,16 @@ from lib_guided.gradop.decoders.factory import (
     typical_fit_latents,
 )
 from lib_guided.gradop.optimise import optimise_latent
-from lib_guided.strokes.painting import BlurPainting, stroke_loss
-
-SIZE = 64  # tiny model: 64x64 images, 8x8 latents
-
-
-def two_colour_target() -> torch.Tensor:
-    target = torch.empty(1, 3, SIZE, SIZE)
-    target[..., : SIZE // 2] = torch.tensor([0.85, 0.2, 0.2]).view(1, 3, 1, 1)
-    target[..., SIZE // 2 :] = torch.tensor([0.2, 0.3, 0.8]).view(1, 3, 1, 1)
-    return target
-
-
-def latent(seed: int, batch: int = 1) -> torch.Tensor:
-    return torch.randn(batch, 4, SIZE // 8, SIZE // 8, generator=torch.Generator().manual_seed(seed))
-
-
-def loss_gradient(decode, w: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    x = w.clone().requires_grad_(True)
-    (grad,) = torch.autograd.grad(stroke_loss(BlurPainting(), decode(x).clamp(0, 1), target), [x])
-    return grad
-
-
-def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(F.cosine_similarity(a.flatten(), b.flatten(), dim=0))
-
-
-@torch.no_grad()
-def blurred_error(decode_a, decode_b, latents: list[torch.Tensor]) -> float:
-    blur = BlurPainting()
-    errors = [
-        float(((blur(decode_a(z).clamp(0, 1)) - blur(decode_b(z).clamp(0, 1))) ** 2).mean()) for z in latents
-    ]
-    return sum(errors) / len(errors)
-
-
-@pytest.fixture(scope="module")
-def fitted(tiny_model) -> LinearLatentDecoder:
-    return fit_linear_decoder(tiny_model.decode, typical_fit_latents(tiny_model, 8, (8, 8), seed=0), 8)
-
+from lib_guided.strokes.painting import BlurPainting
+from tests.gradop.decoder_cases import (
+    SIZE,
+    blurred_error,
+    cosine,
+    full_decoder_loss,
+    latent,
+    loss_gradient,
+    two_colour_target,
+)
 
 # -- the linear decoder --------------------------------------------------------------------------------
 
@@ -119,11 +89,6 @@ def test_fit_recovers_a_nearly_linear_decoder_and_its_gradient(kernel_size):
     assert min(cos) > 0.95, cos
 
 
-def full_decoder_loss(model, w: torch.Tensor, target: torch.Tensor) -> float:
-    with torch.no_grad():
-        return float(stroke_loss(BlurPainting(), model.decode(w).clamp(0, 1), target))
-
-
 def test_linear_gradient_agrees_with_the_full_decoder_on_the_tiny_model(tiny_model, fitted):
     target = two_colour_target()
     fit_latents = typical_fit_latents(tiny_model, 8, (8, 8))
@@ -161,115 +126,6 @@ def test_adam_through_the_fitted_decoder_lowers_the_full_decoders_loss(tiny_mode
     # measured: full -0.27 .. -0.23, 3x3 linear -0.20 .. -0.13 (the 1x1 map: +0.02 .. +0.13, worse)
     assert max(changes["linear"]) < -0.08 and max(changes["full"]) < -0.15, changes
     assert fitted.weight.grad is None
-
-
-# -- the anchored linear decoder -----------------------------------------------------------------------
-
-
-def test_anchored_decoder_is_exact_at_its_anchor_and_moves_with_the_linear_map(tiny_model, fitted):
-    anchored = AnchoredLinearDecoder(tiny_model.decode, fitted)
-    with pytest.raises(RuntimeError, match="start_phase"):
-        anchored(latent(0))
-    w0, w1 = latent(0), latent(1)
-    anchored.start_phase(w0)
-    with torch.no_grad():
-        assert torch.allclose(anchored(w0), tiny_model.decode(w0), atol=1e-5)
-        assert torch.allclose(anchored(w1) - anchored(w0), fitted(w1) - fitted(w0), atol=1e-5)
-    assert anchored.offset.requires_grad is False  # a constant: the gradient flows through the map only
-
-
-def test_anchored_decoder_reanchors_every_n_calls(tiny_model, fitted):
-    calls = []
-
-    def counting_decode(z):
-        calls.append(z.clone())
-        return tiny_model.decode(z)
-
-    anchored = AnchoredLinearDecoder(counting_decode, fitted, reanchor_every=4)
-    w = latent(2)
-    anchored.start_phase(w)
-    for k in range(12):
-        anchored(w + 0.01 * k)
-    assert len(calls) == 3  # the phase start, then after calls 4 and 8
-    assert torch.equal(calls[1], w + 0.04) and torch.equal(calls[2], w + 0.08)
-
-
-def test_half_resolution_anchor_decodes_the_pooled_latent_and_is_close_after_the_blur(tiny_model, fitted):
-    seen = []
-
-    def counting_decode(z):
-        seen.append(tuple(z.shape[-2:]))
-        return tiny_model.decode(z)
-
-    w = latent(3)
-    half = AnchoredLinearDecoder(counting_decode, fitted, anchor_downscale=2)
-    half.start_phase(w)
-    assert seen == [(w.shape[-2] // 2, w.shape[-1] // 2)]  # one decode, of the pooled latent
-    with torch.no_grad():
-        image, exact = half(w), tiny_model.decode(w).clamp(0, 1)
-        assert image.shape == exact.shape
-        painting = BlurPainting()
-        blurred_error = float((painting(image.clamp(0, 1)) - painting(exact)).abs().mean())
-        sharp_error = float((image.clamp(0, 1) - exact).abs().mean())
-    print(f"half-resolution anchor: mean abs error {sharp_error:.4f} sharp, {blurred_error:.4f} after f")
-    assert blurred_error < sharp_error  # what it loses is detail, which the loss's blur does not see
-    odd = torch.randn(1, 4, 7, 7, generator=torch.Generator().manual_seed(0))
-    AnchoredLinearDecoder(counting_decode, fitted, anchor_downscale=2).start_phase(odd)
-    assert seen[-1] == (7, 7)  # a latent that does not pool evenly is anchored at full resolution
-
-
-def test_adam_through_the_anchored_decoder_lowers_the_full_decoders_loss(tiny_model, fitted):
-    target = two_colour_target()
-    changes = []
-    for s in range(4):
-        w = latent(100 + s)
-        before = full_decoder_loss(tiny_model, w, target)
-        anchored = make_gradient_decoder("linear-anchored", tiny_model, cache=LinearDecoderCache())
-        with torch.no_grad():
-            out, first, last = optimise_latent(w, target, anchored, BlurPainting(), steps=12, lr=0.1)
-        assert first == pytest.approx(before, rel=1e-4)  # exact at the phase start, unlike the plain map
-        changes.append(full_decoder_loss(tiny_model, out, target) / before - 1.0)
-    print(f"full-decoder stroke loss change, anchored linear decoder: {changes}")
-    assert max(changes) < -0.08, changes
-
-
-# -- the linear map refitted per phase (linear-local) --------------------------------------------------
-
-
-def test_local_refit_is_exact_at_its_anchor_and_costs_two_forward_passes(tiny_model, fitted):
-    calls = []
-
-    def counting_decode(z):
-        calls.append(z.clone())
-        return tiny_model.decode(z)
-
-    local = LocallyRefittedDecoder(counting_decode, fitted)
-    with pytest.raises(RuntimeError, match="start_phase"):
-        local(latent(0))
-    w0 = latent(0, batch=2)
-    local.start_phase(w0)
-    assert len(calls) == 2 and torch.equal(calls[0], w0)  # the anchor and one probe, no backward
-    with torch.no_grad():
-        torch.testing.assert_close(local(w0), tiny_model.decode(w0), atol=1e-5, rtol=0)
-    assert not torch.equal(local.linear.weight, fitted.weight)  # refitted around w0
-    again = LocallyRefittedDecoder(tiny_model.decode, fitted)
-    again.start_phase(w0)
-    assert torch.equal(again.linear.weight, local.linear.weight)  # seeded probes: reproducible
-
-
-def test_adam_through_the_local_refit_lowers_the_full_decoders_loss_also_under_autocast(tiny_model):
-    target = two_colour_target()
-    for s in range(2):
-        w = latent(100 + s)
-        before = full_decoder_loss(tiny_model, w, target)
-        local = make_gradient_decoder(
-            "linear-local", tiny_model, cache=LinearDecoderCache(), autocast_dtype=torch.bfloat16
-        )
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # as the WebUI samples
-            out, first, last = optimise_latent(w, target, local, BlurPainting(), steps=12, lr=0.1)
-        assert out.dtype == torch.float32 and bool(torch.isfinite(out).all())
-        assert first == pytest.approx(before, rel=2e-2)  # exact at the start, up to the bfloat16 decode
-        assert full_decoder_loss(tiny_model, out, target) < 0.92 * before
 
 
 # -- the checkpointed full decoder ---------------------------------------------------------------------
