@@ -1,5 +1,5 @@
 """The anchored gradient decoders: the linear map anchored on full decodes (linear-anchored, -half) and
-refitted around each phase's first latent (linear-local)."""
+refitted around the first phase's latent (linear-local)."""
 
 import pytest
 import torch
@@ -88,7 +88,7 @@ def test_adam_through_the_anchored_decoder_lowers_the_full_decoders_loss(tiny_mo
     assert max(changes) < -0.08, changes
 
 
-# -- the linear map refitted per phase (linear-local) --------------------------------------------------
+# -- the linear map refitted at the first phase (linear-local) ------------------------------------------
 
 
 def test_local_refit_is_exact_at_its_anchor_and_costs_two_forward_passes(tiny_model, fitted):
@@ -110,6 +110,34 @@ def test_local_refit_is_exact_at_its_anchor_and_costs_two_forward_passes(tiny_mo
     again = LocallyRefittedDecoder(tiny_model.decode, fitted)
     again.start_phase(w0)
     assert torch.equal(again.linear.weight, local.linear.weight)  # seeded probes: reproducible
+
+
+def test_later_phases_of_the_local_refit_anchor_with_one_pass_and_keep_the_first_phases_map(
+    tiny_model, fitted
+):
+    calls = []
+
+    def counting_decode(z):
+        calls.append(z.clone())
+        return tiny_model.decode(z)
+
+    local = LocallyRefittedDecoder(counting_decode, fitted)
+    local.start_phase(latent(0))
+    refitted = local.linear
+    w1 = latent(1)
+    local.start_phase(w1)
+    assert len(calls) == 3 and torch.equal(calls[2], w1)  # one anchor decode, no probe
+    assert local.linear is refitted  # the first phase's local map is kept
+    with torch.no_grad():
+        torch.testing.assert_close(local(w1), tiny_model.decode(w1), atol=1e-5, rtol=0)  # re-anchored
+    every = LocallyRefittedDecoder(counting_decode, fitted, refit_phases=2)
+    calls.clear()
+    every.start_phase(latent(0))
+    first_map = every.linear
+    every.start_phase(w1)
+    assert len(calls) == 4 and not torch.equal(every.linear.weight, first_map.weight)  # refitted around w1
+    with pytest.raises(ValueError, match="refit_phases"):
+        LocallyRefittedDecoder(tiny_model.decode, fitted, refit_phases=0)
 
 
 def test_adam_through_the_local_refit_lowers_the_full_decoders_loss_also_under_autocast(tiny_model):

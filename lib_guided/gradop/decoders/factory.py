@@ -10,8 +10,9 @@ Each is a callable latent [B,C,h,w] -> image [B,3,H,W] in about [0, 1], the cont
   each phase and every ``ANCHOR_EVERY`` Adam steps (``anchored_decoder``): exact where it is anchored.
 * ``linear-anchored-half``: the same, its anchors decoded from the latent pooled 2x (4x cheaper; the
   blurred stroke loss hardly sees the lost detail).
-* ``linear-local``: the linear map refitted at the start of each phase around its first latent from one
-  probe decode (``local_refit``): the VAE's local slope, at ``linear-anchored``'s six forward passes.
+* ``linear-local``: the linear map refitted around the first phase's latent from one probe decode and
+  kept, each phase anchored on a full decode (``local_refit``): the VAE's local slope, four forward
+  passes per image at K 3.
 * ``tiny``: a TAESD-like small decoder, when the caller has one.
 """
 
