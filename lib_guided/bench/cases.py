@@ -126,9 +126,11 @@ class CaseRunner:
         device: torch.device,
         tol: float = InversionSettings.tol,
         max_iter: int = InversionSettings.max_iter,
+        gradop: GradOPSettings | None = None,
     ) -> None:
         self.model, self.device = model, torch.device(device)
         self.tol, self.max_iter = tol, max_iter
+        self.gradop = gradop or GradOPSettings()  # the GradOP+ rows' K, N and lr
         self.decoder_cache = LinearDecoderCache()
         self.autocast = model.dtype if model.dtype in (torch.float16, torch.bfloat16) else None
 
@@ -168,7 +170,7 @@ class CaseRunner:
             autocast_dtype=self.autocast,
         )
         return self._generation(
-            spec, method="gradop+", strokes=bench_strokes(spec.size), decoder=decoder, gradop=GradOPSettings()
+            spec, method="gradop+", strokes=bench_strokes(spec.size), decoder=decoder, gradop=self.gradop
         )
 
     def _prepare_img2img(self, spec: CaseSpec) -> PreparedCase:

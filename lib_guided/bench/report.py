@@ -109,9 +109,9 @@ def format_markdown(report: dict) -> str:
         f"{machine['torch_threads']} torch threads",
         f"- median of {settings['repeats']} timed runs after {settings['warmup']} warm-up; peak memory: "
         f"{report['memory_method']}; cases in {where}",
-        f"- generation: {_steps(settings['steps'])} DDIM steps, CFG {settings['cfg']}; GradOP+ K 3 x N 12 "
-        f"Adam steps; inversion: tol {settings['tol']}, max {settings['max_iter']} evaluations per step, "
-        "inversion CFG 1",
+        f"- generation: {_steps(settings['steps'])} DDIM steps, CFG {settings['cfg']}; GradOP+ K 3 x N "
+        f"{settings.get('adam_steps', 12)} Adam steps at lr {settings.get('lr', 0.1)}; inversion: tol "
+        f"{settings['tol']}, max {settings['max_iter']} evaluations per step, inversion CFG 1",
         "",
         "| case | size | steps | seconds | × plain | peak MB | × plain | extra MB | × plain | model evals "
         "| evals / step | outside model | stroke MSE |",

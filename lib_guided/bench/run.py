@@ -29,6 +29,7 @@ from lib_guided.bench.memory import PeakMemory
 from lib_guided.bench.models import ARCHS, build_bench_model
 from lib_guided.bench.report import add_ratios, machine_info, write_report
 from lib_guided.gradop.decoders.factory import DECODERS
+from lib_guided.gradop.optimise import GradOPSettings
 from lib_guided.inversion.invert import SOLVERS, InversionSettings
 from lib_guided.stroke_job import StrokeSettings
 
@@ -112,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[d for d in DECODERS if d != "tiny"],
         default=["full", "full-checkpointed", "linear", "linear-anchored", "linear-anchored-half"],
     )
+    parser.add_argument(
+        "--adam-steps", type=int, default=GradOPSettings.adam_steps, help="GradOP+ rows' Adam steps N"
+    )
+    parser.add_argument("--lr", type=float, default=GradOPSettings.lr, help="GradOP+ rows' Adam lr")
     parser.add_argument("--solvers", nargs="+", choices=SOLVERS, default=list(SOLVERS))
     parser.add_argument("--tol", type=float, default=InversionSettings.tol)
     parser.add_argument("--max-iter", type=int, default=InversionSettings.max_iter)
@@ -144,6 +149,8 @@ def resolve_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         "repeats": args.repeats or (1 if args.quick else 3),
         "warmup": args.warmup if args.warmup is not None else (1 if args.device == "cuda" else 0),
         "decoders": args.decoders,
+        "adam_steps": args.adam_steps,
+        "lr": args.lr,
         "solvers": args.solvers,
         "tol": args.tol,
         "max_iter": args.max_iter,
@@ -162,7 +169,8 @@ def _runner(settings: dict) -> CaseRunner:
     model = build_bench_model(
         settings["arch"], settings["device"], getattr(torch, settings["dtype"]), settings["seed"]
     )
-    return CaseRunner(model, torch.device(settings["device"]), settings["tol"], settings["max_iter"])
+    gradop = GradOPSettings(adam_steps=settings["adam_steps"], lr=settings["lr"])
+    return CaseRunner(model, torch.device(settings["device"]), settings["tol"], settings["max_iter"], gradop)
 
 
 def run_worker(payload: str) -> int:
@@ -212,8 +220,19 @@ def run_all(settings: dict, log=print) -> dict:
         "machine": machine_info(torch.device(settings["device"])),
         "settings": settings,
         "memory_method": rows[0]["memory_method"] if rows else "",
-        "rows": add_ratios(rows, default_case=f"gradop+ {StrokeSettings().decoder}"),
+        "rows": add_ratios(rows, default_case=_default_case(settings)),
     }
+
+
+def _default_case(settings: dict) -> str | None:
+    """The default stroke setting's row name; none when the run changed GradOP+'s N or lr."""
+    reference = GradOPSettings()
+    if (settings.get("adam_steps", reference.adam_steps), settings.get("lr", reference.lr)) != (
+        reference.adam_steps,
+        reference.lr,
+    ):
+        return None
+    return f"gradop+ {StrokeSettings().decoder}"
 
 
 def _without_nan(value):

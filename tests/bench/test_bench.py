@@ -182,3 +182,26 @@ def test_sdxl_style_conditioning_passes_the_added_embeddings(tmp_path):
     with torch.no_grad():
         eps = guided_eps(model, torch.randn(2, 4, 8, 8), torch.tensor(3.0), cond, uncond, 7.5)
     assert eps.shape == (2, 4, 8, 8) and torch.isfinite(eps).all() and model.evals == 1
+
+
+def test_gradop_rows_run_the_adam_steps_asked_for_and_lose_the_default_mark():
+    from lib_guided.bench.cases import CaseRunner, CaseSpec
+    from lib_guided.bench.run import _default_case
+    from lib_guided.gradop.optimise import GradOPSettings
+
+    model = build_bench_model("tiny")
+    decodes = []
+    original = model.decode
+
+    def counting_decode(latent):
+        decodes.append(latent.shape)
+        return original(latent)
+
+    model.decode = counting_decode  # an instance attribute: this model only
+    runner = CaseRunner(model, torch.device("cpu"), gradop=GradOPSettings(adam_steps=2, lr=0.5))
+    prepared = runner.prepare(CaseSpec("gradop+ full", "gradop+", 64, 10, decoder="full"))
+    decodes.clear()
+    prepared.run()
+    assert len(decodes) == 3 * 2 + 1  # K 3 phases x N 2 gradient decodes, then the image itself
+    assert _default_case({"adam_steps": 12, "lr": 0.1}) == "gradop+ linear-anchored-half"
+    assert _default_case({"adam_steps": 2, "lr": 0.5}) is None

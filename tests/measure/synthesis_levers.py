@@ -32,6 +32,13 @@ VARIANTS = {
     "default (0.8, K 3, N 12, lr 0.1, x0, blur)": {},
     "full VAE decoder": dict(decoder="full"),
     "linear-local decoder": dict(decoder="linear-local"),
+    # issue 11: the full VAE's passes cut by fewer Adam steps at a proportionally larger lr
+    "full VAE decoder, N 6, lr 0.2": dict(decoder="full", adam_steps=6, lr=0.2),
+    "full VAE decoder, N 4, lr 0.3": dict(decoder="full", adam_steps=4, lr=0.3),
+    "full VAE decoder, N 3, lr 0.4": dict(decoder="full", adam_steps=3, lr=0.4),
+    "full VAE decoder, K 2, N 4, lr 0.3": dict(decoder="full", injection_steps=2, adam_steps=4, lr=0.3),
+    "linear-local decoder, N 4, lr 0.3": dict(decoder="linear-local", adam_steps=4, lr=0.3),
+    "N 4, lr 0.3": dict(adam_steps=4, lr=0.3),
     "strength 0.7": dict(strength=0.7),
     "strength 0.9": dict(strength=0.9),
     "K 5": dict(injection_steps=5),
