@@ -77,26 +77,31 @@ def realism_references(model, classifier: LabClassifier, plan: ReportPlan) -> di
     }
 
 
+def score_setting(
+    model, classifier, plan: ReportPlan, scenes, setting, reference, texture_reference=None
+) -> tuple[dict, torch.Tensor]:
+    """One synthesis row: ``setting`` run on the plan's scenes and seeds, scored (faithfulness, FDs) and
+    timed; also the images. The report's rows and the lever scripts (tests/measure) share it."""
+    started = time.time()
+    out = synthesise(
+        model, scenes, setting, steps=plan.steps, cfg=plan.cfg, seed=plan.seed, per_scene=plan.per_scene
+    )
+    scores = score_synthesis(
+        out, repeat_scenes(scenes, plan.per_scene), classifier, reference, texture_reference
+    )
+    return {**scores, "seconds_per_scene": round((time.time() - started) / len(scenes), 3)}, out
+
+
 def run_synthesis(
     model, classifier, plan: ReportPlan, scenes, reference, timer: Timer, texture_reference=None
 ):
     rows, images = [], {}
     for setting in plan.synthesis:
         started = time.time()
-        out = synthesise(
-            model, scenes, setting, steps=plan.steps, cfg=plan.cfg, seed=plan.seed, per_scene=plan.per_scene
+        row, images[setting] = score_setting(
+            model, classifier, plan, scenes, setting, reference, texture_reference
         )
-        images[setting] = out
-        rows.append(
-            {
-                "method": setting.method,
-                "setting": setting.setting,
-                **score_synthesis(
-                    out, repeat_scenes(scenes, plan.per_scene), classifier, reference, texture_reference
-                ),
-                "seconds_per_scene": round((time.time() - started) / len(scenes), 3),
-            }
-        )
+        rows.append({"method": setting.method, "setting": setting.setting, **row})
         timer.section(f"synthesis {setting.method} ({setting.setting})", started)
     return rows, images
 

@@ -8,7 +8,6 @@ or half-resolution anchors; the full VAE's gradient on the latent pooled 2x; the
 """
 
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -22,9 +21,9 @@ from lib_guided.adapters.diffusers_model import load_model  # noqa: E402
 from lib_guided.gradop.decoders import factory  # noqa: E402
 from lib_guided.lab.classifier import load_classifier  # noqa: E402
 from lib_guided.lab.eval_scenes import eval_scenes  # noqa: E402
-from lib_guided.lab.report import realism_references  # noqa: E402
+from lib_guided.lab.report import realism_references, score_setting  # noqa: E402
 from lib_guided.lab.report_plan import QUICK  # noqa: E402
-from lib_guided.lab.synthesis_eval import SynthesisSetting, repeat_scenes, score_synthesis, synthesise  # noqa: E402
+from lib_guided.lab.synthesis_eval import SynthesisSetting  # noqa: E402
 
 POOLED_FULL = "full-pooled"  # this script's own variant: not a decoder the extension offers
 
@@ -64,18 +63,10 @@ def main() -> None:
     for label, decoder, every, adam_steps, lr in variants:
         factory.ANCHOR_EVERY = 6 if every is None else every
         setting = SynthesisSetting("gradop+", label, decoder=decoder, adam_steps=adam_steps, lr=lr)
-        started = time.time()
-        images = synthesise(
-            model, scenes, setting, steps=plan.steps, cfg=plan.cfg, seed=plan.seed, per_scene=plan.per_scene
+        s, _ = score_setting(
+            model, classifier, plan, scenes, setting, refs["reference_features"], refs["texture_reference"]
         )
-        seconds = (time.time() - started) / len(scenes)
-        s = score_synthesis(
-            images,
-            repeat_scenes(scenes, plan.per_scene),
-            classifier,
-            refs["reference_features"],
-            refs["texture_reference"],
-        )
+        seconds = s["seconds_per_scene"]
         reference_mse = reference_mse or s["faithfulness_mse"]
         change = 100 * (s["faithfulness_mse"] / reference_mse - 1)
         print(

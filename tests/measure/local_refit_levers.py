@@ -11,7 +11,6 @@ The variants are this script's own decoders, not ones the extension offers.
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -31,9 +30,9 @@ from lib_guided.gradop.decoders.linear import (  # noqa: E402
 )
 from lib_guided.lab.classifier import load_classifier  # noqa: E402
 from lib_guided.lab.eval_scenes import eval_scenes  # noqa: E402
-from lib_guided.lab.report import realism_references  # noqa: E402
+from lib_guided.lab.report import realism_references, score_setting  # noqa: E402
 from lib_guided.lab.report_plan import QUICK  # noqa: E402
-from lib_guided.lab.synthesis_eval import SynthesisSetting, repeat_scenes, score_synthesis, synthesise  # noqa: E402
+from lib_guided.lab.synthesis_eval import SynthesisSetting  # noqa: E402
 
 FULL_STROKE_MSE = 0.01109  # `full` on the shipped model, quick plan (synthesis_levers.py, same scenes)
 
@@ -133,23 +132,14 @@ def main() -> None:
 
         pipeline.make_gradient_decoder = make_decoder
         setting = SynthesisSetting("gradop+", label, decoder="secant-variant")
-        started = time.time()
-        images = synthesise(
-            model, scenes, setting, steps=plan.steps, cfg=plan.cfg, seed=plan.seed, per_scene=plan.per_scene
-        )
-        seconds = (time.time() - started) / len(scenes)
-        s = score_synthesis(
-            images,
-            repeat_scenes(scenes, plan.per_scene),
-            classifier,
-            refs["reference_features"],
-            refs["texture_reference"],
+        s, _ = score_setting(
+            model, classifier, plan, scenes, setting, refs["reference_features"], refs["texture_reference"]
         )
         change = 100 * (s["faithfulness_mse"] / FULL_STROKE_MSE - 1)
         print(
             f"{label:46s} {decodes:4} decodes  stroke MSE {s['faithfulness_mse']:.5f} "
-            f"({change:+.1f} % vs full)  "
-            f"FD {s['realism_fd']:.2f}  texture FD {s['texture_fd']:.2f}  {seconds:.2f} s/scene",
+            f"({change:+.1f} % vs full)  FD {s['realism_fd']:.2f}  texture FD {s['texture_fd']:.2f}  "
+            f"{s['seconds_per_scene']:.2f} s/scene",
             flush=True,
         )
 

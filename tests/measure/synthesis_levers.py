@@ -7,7 +7,6 @@ interpolated, as the report's claim does). Same scenes, seeds and scores as the 
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -17,14 +16,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from lib_guided.adapters.diffusers_model import load_model  # noqa: E402
 from lib_guided.lab.classifier import load_classifier  # noqa: E402
 from lib_guided.lab.eval_scenes import eval_scenes  # noqa: E402
-from lib_guided.lab.report import realism_references  # noqa: E402
+from lib_guided.lab.report import realism_references, score_setting  # noqa: E402
 from lib_guided.lab.report_plan import QUICK  # noqa: E402
 from lib_guided.lab.synthesis_eval import (  # noqa: E402
     SynthesisSetting,
-    repeat_scenes,
-    score_synthesis,
     sdedit_at,
-    synthesise,
 )
 
 DEFAULT = dict(decoder="linear-anchored-half")  # what users get
@@ -65,18 +61,10 @@ def main() -> None:
     refs = realism_references(model, classifier, plan)
 
     def run(setting: SynthesisSetting) -> dict:
-        started = time.time()
-        images = synthesise(
-            model, scenes, setting, steps=plan.steps, cfg=plan.cfg, seed=plan.seed, per_scene=plan.per_scene
+        row, _ = score_setting(
+            model, classifier, plan, scenes, setting, refs["reference_features"], refs["texture_reference"]
         )
-        scores = score_synthesis(
-            images,
-            repeat_scenes(scenes, plan.per_scene),
-            classifier,
-            refs["reference_features"],
-            refs["texture_reference"],
-        )
-        return {**scores, "seconds_per_scene": (time.time() - started) / len(scenes)}
+        return row
 
     sdedit = []
     for strength in (0.5, 0.6, 0.7, 0.8, 0.9):
