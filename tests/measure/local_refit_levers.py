@@ -22,12 +22,8 @@ import lib_guided.pipeline as pipeline  # noqa: E402
 import lib_guided.stroke_job as stroke_job  # noqa: E402
 from lib_guided.adapters.diffusers_model import load_model  # noqa: E402
 from lib_guided.gradop.decoders.anchored import AnchoredLinearDecoder  # noqa: E402
-from lib_guided.gradop.decoders.linear import (  # noqa: E402
-    LinearLatentDecoder,
-    area_downsample,
-    design_rows,
-    pixel_rows,
-)
+from lib_guided.gradop.decoders.linear import area_downsample, design_rows, pixel_rows  # noqa: E402
+from lib_guided.gradop.decoders.local_refit import ridge_refit  # noqa: E402
 from lib_guided.lab.classifier import load_classifier  # noqa: E402
 from lib_guided.lab.eval_scenes import eval_scenes  # noqa: E402
 from lib_guided.lab.report import realism_references, score_setting  # noqa: E402
@@ -48,15 +44,6 @@ class SecantRefit(AnchoredLinearDecoder):
         self.probe_phases, self.secant, self.prior, self.keep = probe_phases, secant, prior, keep
         self.phase, self.previous, self.pairs = 0, None, []
 
-    def _decode(self, latent):
-        s = self.anchor_downscale
-        if s == 1:
-            return self.full(latent)
-        f = self.global_linear.scale_factor
-        small = self.full(F.avg_pool2d(latent, s))
-        size = (latent.shape[-2] * f, latent.shape[-1] * f)
-        return F.interpolate(small.float(), size=size, mode="bilinear", align_corners=False)
-
     def _seen(self, delta):  # what the (pooled) decode saw of a latent change
         s = self.anchor_downscale
         return delta if s == 1 else F.interpolate(F.avg_pool2d(delta, s), scale_factor=s, mode="nearest")
@@ -65,14 +52,14 @@ class SecantRefit(AnchoredLinearDecoder):
     def start_phase(self, latent):
         g = self.global_linear
         f, k = g.scale_factor, g.kernel_size
-        anchor = self._decode(latent)
+        anchor = self.anchor_image(latent)
         base = area_downsample(anchor.double(), f)
         pairs = []
         if self.phase < self.probe_phases:
             generator = torch.Generator().manual_seed(self.phase)
             scale = 0.5 * float(latent.float().std())
             delta = torch.randn(latent.shape, generator=generator).to(latent) * scale
-            probe = area_downsample(self._decode(latent + delta).double(), f)
+            probe = area_downsample(self.anchor_image(latent + delta).double(), f)
             pairs.append((design_rows(self._seen(delta), f, k, g.smoothing), pixel_rows(probe - base)))
         if self.secant and self.previous is not None:
             before, before_base = self.previous
@@ -83,14 +70,7 @@ class SecantRefit(AnchoredLinearDecoder):
         if self.pairs:
             x = torch.cat([p[0] for p in self.pairs])
             y = torch.cat([p[1] for p in self.pairs])
-            prior_map = g if self.prior == "global" else self.linear
-            prior_weight = prior_map.weight.double().reshape(3, -1).T
-            gram = x.T @ x
-            ridge = 0.1 * gram.diagonal().mean()
-            eye = torch.eye(gram.shape[0], dtype=gram.dtype)
-            weight = torch.linalg.solve(gram + ridge * eye, x.T @ y + ridge * prior_weight)
-            weight = weight.T.reshape(g.weight.shape).float()
-            self.linear = LinearLatentDecoder(weight, g.bias, f, g.smoothing)
+            self.linear = ridge_refit(x, y, g if self.prior == "global" else self.linear, 0.1)
         self.previous = (latent.clone(), base)
         self.phase += 1
         self.set_anchor(latent, anchor)

@@ -32,15 +32,18 @@ class AnchoredLinearDecoder:
 
     @torch.no_grad()
     def start_phase(self, latent: torch.Tensor) -> None:
+        self.set_anchor(latent, self.anchor_image(latent))
+
+    @torch.no_grad()
+    def anchor_image(self, latent: torch.Tensor) -> torch.Tensor:
+        """The full decoder's image of ``latent``, from the latent pooled ``anchor_downscale`` times."""
         s = self.anchor_downscale
         if s > 1 and latent.shape[-1] % s == 0 and latent.shape[-2] % s == 0:
             small = self.full(F.avg_pool2d(latent, s))
             f = self.linear.scale_factor
             size = (latent.shape[-2] * f, latent.shape[-1] * f)
-            anchor = F.interpolate(small.float(), size=size, mode="bilinear", align_corners=False)
-        else:
-            anchor = self.full(latent)
-        self.set_anchor(latent, anchor)
+            return F.interpolate(small.float(), size=size, mode="bilinear", align_corners=False)
+        return self.full(latent)
 
     @torch.no_grad()
     def set_anchor(self, latent: torch.Tensor, anchor: torch.Tensor) -> None:

@@ -73,12 +73,23 @@ class LocallyRefittedDecoder(AnchoredLinearDecoder):
             delta = torch.randn(latent.shape, generator=generator).to(latent) * scale
             inputs.append(design_rows(delta, f, k, g.smoothing))
             targets.append(pixel_rows(area_downsample(self.full(latent + delta).double(), f) - base))
-        x, y = torch.cat(inputs), torch.cat(targets)  # [N, C*k*k], [N, 3]
-        prior_weight = g.weight.double().to(x.device).reshape(3, -1).T
-        gram = x.T @ x
-        ridge = self.prior * gram.diagonal().mean()
-        eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
-        weight = torch.linalg.solve(gram + ridge * eye, x.T @ y + ridge * prior_weight)
-        self.linear = LinearLatentDecoder(
-            weight.T.reshape(g.weight.shape).float().cpu(), g.bias, f, g.smoothing
-        )
+        self.linear = ridge_refit(torch.cat(inputs), torch.cat(targets), g, self.prior)
+
+
+def ridge_refit(
+    x: torch.Tensor, y: torch.Tensor, prior_map: LinearLatentDecoder, prior: float
+) -> LinearLatentDecoder:
+    """The map whose weights fit ``x`` (design rows [N, C*k*k]) to ``y`` (colour changes [N, 3]), pulled
+    towards ``prior_map``'s weights by a ridge of ``prior`` times the mean diagonal of the Gram matrix;
+    bias, upsampling and smoothing are ``prior_map``'s (changes carry no offset)."""
+    prior_weight = prior_map.weight.double().to(x.device).reshape(3, -1).T
+    gram = x.T @ x
+    ridge = prior * gram.diagonal().mean()
+    eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
+    weight = torch.linalg.solve(gram + ridge * eye, x.T @ y + ridge * prior_weight)
+    return LinearLatentDecoder(
+        weight.T.reshape(prior_map.weight.shape).float().cpu(),
+        prior_map.bias,
+        prior_map.scale_factor,
+        prior_map.smoothing,
+    )
