@@ -226,11 +226,7 @@ def run_all(settings: dict, log=print) -> dict:
 
 def _default_case(settings: dict) -> str | None:
     """The default stroke setting's row name; none when the run changed GradOP+'s N or lr."""
-    reference = GradOPSettings()
-    if (settings.get("adam_steps", reference.adam_steps), settings.get("lr", reference.lr)) != (
-        reference.adam_steps,
-        reference.lr,
-    ):
+    if (settings["adam_steps"], settings["lr"]) != (GradOPSettings.adam_steps, GradOPSettings.lr):
         return None
     return f"gradop+ {StrokeSettings().decoder}"
 

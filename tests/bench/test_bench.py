@@ -92,6 +92,8 @@ def test_ratios_are_against_the_plain_row_of_the_same_size():
         "cfg": 7.5,
         "tol": 1e-3,
         "max_iter": 10,
+        "adam_steps": 12,
+        "lr": 0.1,
     }
     machine = {"device_name": "cpu", "torch_version": "x", "cpu_count": 2, "torch_threads": 1}
     table = format_markdown({"machine": machine, "settings": settings, "memory_method": "m", "rows": rows})
