@@ -13,7 +13,7 @@ from lib_guided.adapters.diffusers_model import load_model
 from lib_guided.edit_job import EditSettings
 from lib_guided.errors import GuidedInputError
 from lib_guided.gradop.decoders.factory import DECODERS
-from lib_guided.gradop.optimise import TARGETS, GradOPSettings
+from lib_guided.gradop.optimise import OPTIMISERS, TARGETS, GradOPSettings
 from lib_guided.images import image_to_tensor, psnr, save_image
 from lib_guided.inversion.invert import SOLVERS, InversionSettings
 from lib_guided.params import parse_palette_item
@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--adam-steps", type=int, default=_GRADOP.adam_steps)
     gen.add_argument("--lr", type=float, default=_GRADOP.lr)
     gen.add_argument("--target", choices=TARGETS, default=_GRADOP.target)
+    gen.add_argument("--optimiser", choices=OPTIMISERS, default=_GRADOP.optimiser)
     gen.add_argument("--painting", choices=PAINTINGS, default=_STROKE.painting)
     gen.add_argument("--blur-size", type=int, default=_STROKE.blur_size, help="blur kernel at 512 px (odd)")
     gen.add_argument(
@@ -111,6 +112,7 @@ def run_generate(args: argparse.Namespace) -> dict:
         adam_steps=args.adam_steps,
         lr=args.lr,
         target=args.target,
+        optimiser=args.optimiser,
     )
     palette = [parse_palette_item(text, i) for i, text in enumerate(args.palette)]
     stroke_settings = StrokeSettings(

@@ -14,7 +14,7 @@ from typing import Any
 from lib_guided.edit_job import BLEND_MASKS, EditSettings
 from lib_guided.errors import GuidedInputError, shown
 from lib_guided.gradop.decoders.factory import DECODERS
-from lib_guided.gradop.optimise import TARGETS, GradOPSettings
+from lib_guided.gradop.optimise import OPTIMISERS, TARGETS, GradOPSettings
 from lib_guided.inversion.invert import SOLVERS, InversionSettings
 from lib_guided.regions.attention import REGION_MODES
 from lib_guided.stroke_job import PAINTINGS, StrokeSettings
@@ -25,7 +25,7 @@ ODD_FIELDS = frozenset({"blur_size"})  # kernel sizes: a slider from 3 in steps 
 # Values older versions wrote into infotexts, read as what they meant then: blur 0 was "auto" = 35.
 LEGACY_VALUES = {"blur_size": {0: 35}}
 # What a field meant in infotexts written before it existed (such images were made that way).
-BEFORE_FIELD_EXISTED = {"region_mode": "bias"}
+BEFORE_FIELD_EXISTED = {"region_mode": "bias", "optimiser": "adam"}
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class Field:
 
 STROKES_FIELDS = frozenset(
     "strokes palette strength injection_steps adam_steps lr blur_size painting target decoder region_weight "
-    "colour_tolerance hires_pass region_mode".split()
+    "colour_tolerance hires_pass region_mode optimiser".split()
 )
 EDIT_FIELDS = frozenset(
     "source_prompt inversion_cfg edit_cfg solver max_iter tol window blend_mask eta "
@@ -179,6 +179,15 @@ FIELDS: tuple[Field, ...] = (
         help="prompts: each painted region attends to its phrase encoded on its own (the lab's winner); "
         "bias: paint with words; masked: bound tokens hidden outside their regions",
     ),
+    Field(
+        "optimiser",
+        str,
+        _GRADOP.optimiser,
+        "Gradient optimiser",
+        choices=OPTIMISERS,
+        infotext="Guided optimiser",
+        help="adam: the paper's; normalised: steepest descent, each image's step of RMS lr",
+    ),
 )
 FIELD_BY_NAME = {f.name: f for f in FIELDS}
 
@@ -216,6 +225,7 @@ class GuidedParams:
     return_reconstruction: bool = _default("return_reconstruction")
     attention_injection: float = _default("attention_injection")
     region_mode: str = _default("region_mode")
+    optimiser: str = _default("optimiser")
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -243,7 +253,14 @@ class GuidedParams:
         return cls(**{f.name: v for f, v in zip(FIELDS, values, strict=False)})
 
     def gradop_settings(self) -> GradOPSettings:
-        return GradOPSettings(self.strength, self.injection_steps, self.adam_steps, self.lr, self.target)
+        return GradOPSettings(
+            self.strength,
+            self.injection_steps,
+            self.adam_steps,
+            self.lr,
+            self.target,
+            optimiser=self.optimiser,
+        )
 
     def stroke_settings(self) -> StrokeSettings:
         return StrokeSettings(

@@ -144,6 +144,7 @@ def generate(
                     weight_mask=phases.weight_mask,
                     generator=generator,
                     hooks=tuple(hooks),
+                    optimiser=gradop.optimiser,
                 )
                 history = [(-1, first, last)]
     images = model.decode(latents).clamp(0, 1)

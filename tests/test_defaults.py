@@ -22,6 +22,7 @@ OWNERS = {
     "adam_steps": (GradOPSettings, "generate", "adam_steps"),
     "lr": (GradOPSettings, "generate", "lr"),
     "target": (GradOPSettings, "generate", "target"),
+    "optimiser": (GradOPSettings, "generate", "optimiser"),
     "painting": (StrokeSettings, "generate", "painting"),
     "blur_size": (StrokeSettings, "generate", "blur_size"),
     "decoder": (StrokeSettings, "generate", "gradient_decoder"),

@@ -39,12 +39,14 @@ def _with_vae_in(model, dtype):
     return half
 
 
-def _phase_reduction(model, decode_model, size: int) -> float:
+def _phase_reduction(model, decode_model, size: int, optimiser: str = "adam", lr: float = 0.1) -> float:
     """One GradOP phase (N = 12) under the sampler's autocast; the loss judged by the float32 decoder."""
     latent = torch.randn(1, 4, size // 8, size // 8, generator=torch.Generator().manual_seed(0))
     target = _target(size)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # as the WebUI samples
-        w, _, _ = optimise_latent(latent, target, decode_model.decode, BlurPainting(), 12, 0.1)
+        w, _, _ = optimise_latent(
+            latent, target, decode_model.decode, BlurPainting(), 12, lr, optimiser=optimiser
+        )
     assert w.dtype == torch.float32 and bool(torch.isfinite(w).all())
     with torch.no_grad():
         before = float(stroke_loss(BlurPainting(), model.decode(latent).clamp(0, 1), target))
@@ -52,11 +54,12 @@ def _phase_reduction(model, decode_model, size: int) -> float:
     return (before - after) / before
 
 
+@pytest.mark.parametrize("optimiser, lr", [("adam", 0.1), ("normalised", 0.05)])
 @pytest.mark.parametrize("dtype", HALF)
-def test_gradop_phase_with_a_half_vae_lowers_the_loss_like_float32(tiny_model, dtype):
-    full = _phase_reduction(tiny_model, tiny_model, 64)
-    half = _phase_reduction(tiny_model, _with_vae_in(tiny_model, dtype), 64)
-    # measured: 26.7 % in float32, 26.7 % float16, 26.5 % bfloat16
+def test_gradop_phase_with_a_half_vae_lowers_the_loss_like_float32(tiny_model, dtype, optimiser, lr):
+    full = _phase_reduction(tiny_model, tiny_model, 64, optimiser, lr)
+    half = _phase_reduction(tiny_model, _with_vae_in(tiny_model, dtype), 64, optimiser, lr)
+    # measured: adam 26.7 % in float32, 26.7 % float16, 26.5 % bfloat16; normalised 27.9 %, 27.9 %, 28.0 %
     assert full > 0.2
     assert abs(half - full) <= 0.1 * full
 

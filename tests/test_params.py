@@ -18,7 +18,8 @@ PALETTE = [{"color": "#d03030", "phrase": "red barn", "weight": 1.5}, {"color": 
 
 def test_defaults_match_the_reference_and_the_core_settings():
     p = GuidedParams()
-    assert (p.strength, p.injection_steps, p.adam_steps, p.lr) == (0.8, 3, 12, 0.1)
+    assert (p.strength, p.injection_steps, p.adam_steps) == (0.8, 3, 12)  # the reference's
+    assert (p.optimiser, p.lr) == ("normalised", 0.05)  # the lab's step (README, "GradOP+ levers")
     assert (p.inversion_cfg, p.edit_cfg, p.solver) == (1.0, 7.5, "aidi-a")
     assert p.gradop_settings().injection_range(50) == range(10, 13)
     assert p.inversion_settings(20).steps == 20
@@ -26,10 +27,10 @@ def test_defaults_match_the_reference_and_the_core_settings():
 
 
 def test_named_and_positional_forms_agree():
-    named = GuidedParams.from_dict({"enabled": True, "mode": "strokes", "palette": PALETTE, "lr": "0.05"})
-    positional = GuidedParams.from_positional([True, "strokes", None, PALETTE, 0.8, 3, 12, 0.05])
+    named = GuidedParams.from_dict({"enabled": True, "mode": "strokes", "palette": PALETTE, "lr": "0.07"})
+    positional = GuidedParams.from_positional([True, "strokes", None, PALETTE, 0.8, 3, 12, 0.07])
     assert named == positional
-    assert named.lr == 0.05 and named.palette[1] == {"color": "#3050c0", "phrase": "lake", "weight": 1.0}
+    assert named.lr == 0.07 and named.palette[1] == {"color": "#3050c0", "phrase": "lake", "weight": 1.0}
 
 
 def test_infotext_round_trips_every_written_field():
@@ -63,6 +64,7 @@ def test_infotext_round_trips_every_written_field():
         ({"palette": [{"color": "#fff"}, 3]}, "palette[1]"),
         ({"edit_cfg": -1}, "edit_cfg"),
         ({"region_mode": "hard"}, "region_mode"),
+        ({"optimiser": "sgd"}, "optimiser"),
     ],
 )
 def test_bad_values_name_their_field(values, field):
@@ -83,6 +85,15 @@ def test_region_mode_is_written_and_reaches_the_stroke_settings():
     # an image of an older version, which knew only the bias, is read back as made
     assert newer_field_from_infotext(field, {"Guided enabled": True, "Guided lr": 0.1}) == "bias"
     assert newer_field_from_infotext(field, {"Steps": 20}) is None  # not our image: the field stays as it is
+
+
+def test_optimiser_is_written_reaches_the_gradop_settings_and_old_images_read_as_adam():
+    p = GuidedParams(enabled=True, optimiser="Normalised")
+    assert p.optimiser == "normalised" and p.gradop_settings().optimiser == "normalised"
+    assert p.infotext()["Guided optimiser"] == "normalised"
+    field = FIELD_BY_NAME["optimiser"]
+    # an image made before the choice existed was made with the paper's Adam
+    assert newer_field_from_infotext(field, {"Guided enabled": True, "Guided lr": 0.1}) == "adam"
 
 
 def test_palette_text_form():

@@ -110,7 +110,8 @@ def format_markdown(report: dict) -> str:
         f"- median of {settings['repeats']} timed runs after {settings['warmup']} warm-up; peak memory: "
         f"{report['memory_method']}; cases in {where}",
         f"- generation: {_steps(settings['steps'])} DDIM steps, CFG {settings['cfg']}; GradOP+ K 3 x N "
-        f"{settings['adam_steps']} Adam steps at lr {settings['lr']}; inversion: tol "
+        f"{settings['adam_steps']} {settings.get('optimiser', 'adam')} steps at lr {settings['lr']}; "
+        "inversion: tol "
         f"{settings['tol']}, max {settings['max_iter']} evaluations per step, inversion CFG 1",
         "",
         "| case | size | steps | seconds | × plain | peak MB | × plain | extra MB | × plain | model evals "

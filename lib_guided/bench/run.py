@@ -29,7 +29,7 @@ from lib_guided.bench.memory import PeakMemory
 from lib_guided.bench.models import ARCHS, build_bench_model
 from lib_guided.bench.report import add_ratios, machine_info, write_report
 from lib_guided.gradop.decoders.factory import DECODERS
-from lib_guided.gradop.optimise import GradOPSettings
+from lib_guided.gradop.optimise import OPTIMISERS, GradOPSettings
 from lib_guided.inversion.invert import SOLVERS, InversionSettings
 from lib_guided.stroke_job import StrokeSettings
 
@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--adam-steps", type=int, default=GradOPSettings.adam_steps, help="GradOP+ rows' Adam steps N"
     )
-    parser.add_argument("--lr", type=float, default=GradOPSettings.lr, help="GradOP+ rows' Adam lr")
+    parser.add_argument("--lr", type=float, default=GradOPSettings.lr, help="GradOP+ rows' step size")
+    parser.add_argument("--optimiser", choices=OPTIMISERS, default=GradOPSettings.optimiser)
     parser.add_argument("--solvers", nargs="+", choices=SOLVERS, default=list(SOLVERS))
     parser.add_argument("--tol", type=float, default=InversionSettings.tol)
     parser.add_argument("--max-iter", type=int, default=InversionSettings.max_iter)
@@ -151,6 +152,7 @@ def resolve_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         "decoders": args.decoders,
         "adam_steps": args.adam_steps,
         "lr": args.lr,
+        "optimiser": args.optimiser,
         "solvers": args.solvers,
         "tol": args.tol,
         "max_iter": args.max_iter,
@@ -169,7 +171,9 @@ def _runner(settings: dict) -> CaseRunner:
     model = build_bench_model(
         settings["arch"], settings["device"], getattr(torch, settings["dtype"]), settings["seed"]
     )
-    gradop = GradOPSettings(adam_steps=settings["adam_steps"], lr=settings["lr"])
+    gradop = GradOPSettings(
+        adam_steps=settings["adam_steps"], lr=settings["lr"], optimiser=settings["optimiser"]
+    )
     return CaseRunner(model, torch.device(settings["device"]), settings["tol"], settings["max_iter"], gradop)
 
 
@@ -225,8 +229,13 @@ def run_all(settings: dict, log=print) -> dict:
 
 
 def _default_case(settings: dict) -> str | None:
-    """The default stroke setting's row name; none when the run changed GradOP+'s N or lr."""
-    if (settings["adam_steps"], settings["lr"]) != (GradOPSettings.adam_steps, GradOPSettings.lr):
+    """The default stroke setting's row name; none when the run changed GradOP+'s N, lr or optimiser."""
+    default = GradOPSettings()
+    if (settings["adam_steps"], settings["lr"], settings["optimiser"]) != (
+        default.adam_steps,
+        default.lr,
+        default.optimiser,
+    ):
         return None
     return f"gradop+ {StrokeSettings().decoder}"
 

@@ -29,19 +29,24 @@ from lib_guided.strokes.painting import stroke_loss
 Painting = Callable[[torch.Tensor], torch.Tensor]
 
 TARGETS = ("x0", "noisy")
+# "adam": the paper's; "normalised": steepest descent scaled so each image's step has RMS lr
+OPTIMISERS = ("adam", "normalised")
 
 
 @dataclass(frozen=True)
 class GradOPSettings:
-    """GradOP+ knobs; defaults follow the reference (strength 0.8, K 3, N 12, Adam lr 0.1)."""
+    """GradOP+ knobs. Strength 0.8, K 3 and N 12 follow the reference; the step is the lab's pick:
+    normalised steepest descent at lr 0.05 (README, "GradOP+ levers"). The paper's GradOP+ is
+    ``GradOPSettings(optimiser="adam", lr=0.1)`` (:data:`PAPER`)."""
 
     strength: float = 0.8  # first injection step = int(steps * (1 - strength))
     injection_steps: int = 3  # K: sampling steps that get a gradient phase
-    adam_steps: int = 12  # N: Adam steps per gradient phase
-    lr: float = 0.1
+    adam_steps: int = 12  # N: optimiser steps per gradient phase (the name is the paper's)
+    lr: float = 0.05
     # "x0": optimise the model's clean prediction and re-noise it with the step's own noise
     # estimate; "noisy": the reference, which optimises the noisy latent as if it were clean.
     target: str = "x0"
+    optimiser: str = "normalised"
 
     def __post_init__(self) -> None:
         checks = [
@@ -50,6 +55,7 @@ class GradOPSettings:
             ("adam_steps", 0 <= self.adam_steps <= 1000, "must be in [0, 1000]"),
             ("lr", 0.0 < self.lr <= 10.0, "must be in (0, 10]"),
             ("target", self.target in TARGETS, f"must be one of {', '.join(TARGETS)}"),
+            ("optimiser", self.optimiser in OPTIMISERS, f"must be one of {', '.join(OPTIMISERS)}"),
         ]
         for name, ok, why in checks:
             if not ok:
@@ -59,6 +65,9 @@ class GradOPSettings:
         """Absolute step indices with a gradient phase (never the last step, as in the reference)."""
         first = start_index_for_strength(total_steps, self.strength)
         return range(first, min(first + self.injection_steps, total_steps - 1))
+
+
+PAPER = GradOPSettings(optimiser="adam", lr=0.1)
 
 
 def optimise_latent(
@@ -73,6 +82,7 @@ def optimise_latent(
     gamma: float = 0.0,
     should_stop: Callable[[], bool] | None = None,
     on_step: Callable[[int, int, torch.Tensor], None] | None = None,
+    optimiser: str = "adam",
 ) -> tuple[torch.Tensor, float, float]:
     """Adam on the latent alone (fresh optimiser each call); returns ``(latent, loss_first, loss_last)``
     with ``latent`` in float32.
@@ -89,7 +99,7 @@ def optimise_latent(
         target = target.to(device=w.device, dtype=torch.float32)
         if weight_mask is not None:
             weight_mask = weight_mask.to(device=w.device, dtype=torch.float32)
-        optimiser = torch.optim.Adam([w], lr=lr)
+        adam = torch.optim.Adam([w], lr=lr) if optimiser == "adam" else None
         start_phase = getattr(decode, "start_phase", None)
         if start_phase is not None:  # decoders that anchor on the phase's first latent
             start_phase(w.detach())
@@ -107,7 +117,12 @@ def optimise_latent(
             if anchor is not None and gamma > 0.0:
                 loss = loss + gamma * torch.mean((w - anchor) ** 2)
             (w.grad,) = torch.autograd.grad(loss * float(image[0, 0].numel()), [w])
-            optimiser.step()
+            if adam is not None:
+                adam.step()
+            else:
+                with torch.no_grad():
+                    rms = w.grad.pow(2).mean(dim=tuple(range(1, w.ndim)), keepdim=True).sqrt()
+                    w -= lr * w.grad / rms.clamp_min(1e-12)
             losses.append(loss.detach())
             if on_step is not None:
                 on_step(n + 1, steps, w.detach())
@@ -165,6 +180,7 @@ class GradOPPlus(StepHook):
             self.weight_mask,
             should_stop=self.stop,
             on_step=on_step,
+            optimiser=s.optimiser,
         )
         self.history.append((step, first, last))
         return w.to(latent.dtype)
@@ -201,6 +217,7 @@ def gradop_relaxed(
     weight_mask: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     hooks: tuple[StepHook, ...] = (),
+    optimiser: str = "adam",
 ) -> tuple[torch.Tensor, float, float]:
     """GradOP: text-only sample, ``argmin L(f(D(w)), y) + gamma |w - x_text|^2``, noise to the
     strength's step and denoise again (about 1 + strength sampling passes).
@@ -209,7 +226,16 @@ def gradop_relaxed(
     """
     x_text = sample(model, noise * float(sigmas[0]), sigmas, cond, uncond, scale, hooks=hooks)
     w, first, last = optimise_latent(
-        x_text, target, decode, painting, opt_steps, lr, weight_mask, anchor=x_text, gamma=gamma
+        x_text,
+        target,
+        decode,
+        painting,
+        opt_steps,
+        lr,
+        weight_mask,
+        anchor=x_text,
+        gamma=gamma,
+        optimiser=optimiser,
     )
     steps = len(sigmas) - 1
     start = start_index_for_strength(steps, strength)

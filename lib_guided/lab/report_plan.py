@@ -53,6 +53,10 @@ def gradop_plus(
 
 TEXT = SynthesisSetting("text", "text only")
 GRADOP_PLUS_DEFAULT = gradop_plus()
+# the paper's step, kept beside the default that replaced it (README, "GradOP+ levers")
+GRADOP_PLUS_PAPER = SynthesisSetting(
+    "gradop+", "strength 0.8, N 12, the paper's Adam lr 0.1", optimiser="adam", lr=0.1
+)
 
 QUICK = ReportPlan(
     scenes=16,
@@ -66,6 +70,7 @@ QUICK = ReportPlan(
         _sdedit(0.7),
         _sdedit(0.9),
         GRADOP_PLUS_DEFAULT,
+        GRADOP_PLUS_PAPER,
         *(
             gradop_plus(decoder=d)
             for d in ("linear", "linear-anchored", "linear-anchored-half", "linear-local")
@@ -96,6 +101,7 @@ FULL = ReportPlan(
         TEXT,
         *(_sdedit(s) for s in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)),
         GRADOP_PLUS_DEFAULT,
+        GRADOP_PLUS_PAPER,
         gradop_plus(0.8, 6),
         gradop_plus(0.9, 12),
         *(

@@ -32,6 +32,8 @@ class SynthesisSetting:
     decoder: str = "full"  # what GradOP+'s gradient goes through (lib_guided.gradop.decoders.factory)
     target: str = GradOPSettings.target  # x0 or noisy (lib_guided.gradop.optimise.TARGETS)
     painting: str = StrokeSettings.painting  # the loss's painting function f (stroke_job.PAINTINGS)
+    blur_size: int = StrokeSettings.blur_size  # the blur painting's kernel at 512 px
+    optimiser: str = GradOPSettings.optimiser
 
     def gradop(self) -> GradOPSettings:
         return GradOPSettings(
@@ -40,6 +42,7 @@ class SynthesisSetting:
             adam_steps=self.adam_steps,
             lr=self.lr,
             target=self.target,
+            optimiser=self.optimiser,
         )
 
 
@@ -79,6 +82,7 @@ def synthesise(
             relaxed_steps=setting.relaxed_steps,
             settings=StrokeSettings(
                 painting=setting.painting,
+                blur_size=setting.blur_size,
                 decoder=setting.decoder,
                 region_weight=region_weight,
                 region_mode=region_mode,

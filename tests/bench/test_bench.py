@@ -93,7 +93,8 @@ def test_ratios_are_against_the_plain_row_of_the_same_size():
         "tol": 1e-3,
         "max_iter": 10,
         "adam_steps": 12,
-        "lr": 0.1,
+        "lr": 0.05,
+        "optimiser": "normalised",
     }
     machine = {"device_name": "cpu", "torch_version": "x", "cpu_count": 2, "torch_threads": 1}
     table = format_markdown({"machine": machine, "settings": settings, "memory_method": "m", "rows": rows})
@@ -205,5 +206,7 @@ def test_gradop_rows_run_the_adam_steps_asked_for_and_lose_the_default_mark():
     decodes.clear()
     prepared.run()
     assert len(decodes) == 3 * 2 + 1  # K 3 phases x N 2 gradient decodes, then the image itself
-    assert _default_case({"adam_steps": 12, "lr": 0.1}) == "gradop+ linear-anchored-half"
-    assert _default_case({"adam_steps": 2, "lr": 0.5}) is None
+    default = {"adam_steps": 12, "lr": 0.05, "optimiser": "normalised"}
+    assert _default_case(default) == "gradop+ linear-anchored-half"
+    assert _default_case({**default, "adam_steps": 2, "lr": 0.5}) is None
+    assert _default_case({**default, "optimiser": "adam", "lr": 0.1}) is None  # the paper's step

@@ -122,7 +122,7 @@ def test_pasting_infotext_restores_the_palette_and_sliders(page):
     infotext = (
         "a red barn\nSteps: 4, Sampler: Euler, CFG scale: 5, Seed: 1, Size: 64x64, "
         'Guided enabled: True, Guided mode: strokes, Guided palette: "#d03030=red barn:1.5; #3050c0=sky:1", '
-        "Guided lr: 0.05, Guided N: 7, Guided region weight: 2.5, "
+        "Guided lr: 0.07, Guided N: 7, Guided region weight: 2.5, "
         'Guided strokes: "not stored (paste the painting again)"'
     )
     page.fill("#txt2img_prompt textarea", infotext)
@@ -134,7 +134,7 @@ def test_pasting_infotext_restores_the_palette_and_sliders(page):
     )
     table = page.locator("#script_txt2img_guided_synthesis_palette").inner_text()
     assert "#d03030" in table and "sky" in table and "1.5" in table
-    for name, value in (("lr", "0.05"), ("adam_steps", "7"), ("region_weight", "2.5")):
+    for name, value in (("lr", "0.07"), ("adam_steps", "7"), ("region_weight", "2.5")):
         assert page.input_value(f"#script_txt2img_guided_synthesis_{name} input[type=number]") == value
     assert page.is_checked("#script_txt2img_guided_synthesis_enabled input")
     assert page.input_value("#txt2img_prompt textarea") == "a red barn"

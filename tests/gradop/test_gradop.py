@@ -6,7 +6,7 @@ import torch
 from lib_guided.diffusion.sampler import sample
 from lib_guided.diffusion.schedules import ddim_sigmas
 from lib_guided.errors import GuidedInputError
-from lib_guided.gradop.optimise import GradOPPlus, GradOPSettings, gradop_relaxed, optimise_latent
+from lib_guided.gradop.optimise import PAPER, GradOPPlus, GradOPSettings, gradop_relaxed, optimise_latent
 from lib_guided.strokes.painting import BlurPainting, stroke_loss
 
 SIZE = 64  # image pixels; latents are 8x8 with the tiny VAE
@@ -30,7 +30,10 @@ def final_loss(model, latents, target) -> float:
 
 def test_settings_follow_reference_and_validate():
     s = GradOPSettings()
-    assert (s.strength, s.injection_steps, s.adam_steps, s.lr) == (0.8, 3, 12, 0.1)
+    # the reference's strength, K and N; the lab's step (normalised, lr 0.05); PAPER is the paper's
+    assert (s.strength, s.injection_steps, s.adam_steps) == (0.8, 3, 12)
+    assert (s.optimiser, s.lr) == ("normalised", 0.05)
+    assert (PAPER.optimiser, PAPER.lr, PAPER.adam_steps) == ("adam", 0.1, 12)
     assert s.injection_range(50) == range(10, 13)
     # never on the last step, even when K would reach it
     assert GradOPSettings(strength=0.1, injection_steps=5).injection_range(10) == range(9, 9)
@@ -65,6 +68,32 @@ def test_optimise_latent_lowers_loss_under_no_grad_and_leaves_weights_alone(tiny
     finally:
         for p, flag in zip(vae.parameters(), flags, strict=True):
             p.requires_grad_(flag)
+
+
+def test_normalised_descent_steps_each_image_by_lr_rms_along_its_gradient(tiny_model):
+    gen = torch.Generator().manual_seed(0)
+    latent = torch.randn(2, 4, 8, 8, generator=gen) * torch.tensor([1.0, 0.3]).view(2, 1, 1, 1)
+    target = two_colour_target().expand(2, -1, -1, -1)
+    with torch.no_grad():
+        one, _, _ = optimise_latent(
+            latent, target, tiny_model.decode, BlurPainting(), 1, 0.05, optimiser="normalised"
+        )
+        w, first, last = optimise_latent(
+            latent, target, tiny_model.decode, BlurPainting(), 12, 0.05, optimiser="normalised"
+        )
+    step = one - latent
+    rms = step.pow(2).mean(dim=(1, 2, 3)).sqrt()
+    assert torch.allclose(rms, torch.full((2,), 0.05), rtol=1e-4), rms  # per image, whatever its scale
+    # steepest descent: the step is the negative gradient, not Adam's per-coordinate sign
+    latent_grad = latent.clone().requires_grad_(True)
+    loss = stroke_loss(BlurPainting(), tiny_model.decode(latent_grad).float().clamp(0, 1), target)
+    (grad,) = torch.autograd.grad(loss, [latent_grad])
+    cosine = torch.nn.functional.cosine_similarity(step.flatten(1), -grad.flatten(1))
+    assert bool((cosine > 0.999).all()), cosine
+    assert last < first
+    with pytest.raises(GuidedInputError) as err:
+        GradOPSettings(optimiser="sgd")
+    assert err.value.field == "optimiser"
 
 
 def test_nan_gradient_is_reported_clearly(tiny_model):

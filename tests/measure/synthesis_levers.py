@@ -2,11 +2,12 @@
 classifier FD and texture FD, and both FDs over SDEdit's at the same faithfulness (SDEdit's strength sweep
 interpolated, as the report's claim does). Same scenes, seeds and scores as the report's synthesis rows.
 
-    python tests/measure/synthesis_levers.py [--model DIR] [--threads N] [--only LABEL ...]
+    python tests/measure/synthesis_levers.py [--model DIR] [--threads N] [--only LABEL ...] [--seed S]
 """
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -24,28 +25,51 @@ from lib_guided.lab.synthesis_eval import (  # noqa: E402
 )
 
 DEFAULT = dict(decoder="linear-anchored-half")  # what users get
+
+
+def adam(**knobs) -> dict:
+    """A variant of the paper's step (Adam, lr 0.1), the default until the normalised step won."""
+    return {"optimiser": "adam", "lr": 0.1, **knobs}
+
+
 VARIANTS = {
-    "default (0.8, K 3, N 12, lr 0.1, x0, blur)": {},
-    "full VAE decoder": dict(decoder="full"),
-    "linear-local decoder": dict(decoder="linear-local"),
+    "default (0.8, K 3, N 12, normalised lr 0.05, x0, blur)": {},
+    "paper's step (Adam, lr 0.1)": adam(),
+    "Adam, full VAE decoder": adam(decoder="full"),
+    "Adam, linear-local decoder": adam(decoder="linear-local"),
     # issue 11: the full VAE's passes cut by fewer Adam steps at a proportionally larger lr
-    "full VAE decoder, N 6, lr 0.2": dict(decoder="full", adam_steps=6, lr=0.2),
-    "full VAE decoder, N 4, lr 0.3": dict(decoder="full", adam_steps=4, lr=0.3),
-    "full VAE decoder, N 3, lr 0.4": dict(decoder="full", adam_steps=3, lr=0.4),
-    "full VAE decoder, K 2, N 4, lr 0.3": dict(decoder="full", injection_steps=2, adam_steps=4, lr=0.3),
-    "linear-local decoder, N 4, lr 0.3": dict(decoder="linear-local", adam_steps=4, lr=0.3),
-    "N 4, lr 0.3": dict(adam_steps=4, lr=0.3),
-    "strength 0.7": dict(strength=0.7),
-    "strength 0.9": dict(strength=0.9),
-    "K 5": dict(injection_steps=5),
-    "K 1": dict(injection_steps=1),
-    "N 24": dict(adam_steps=24),
-    "N 48": dict(adam_steps=48),
-    "N 24, lr 0.05": dict(adam_steps=24, lr=0.05),
-    "lr 0.05": dict(lr=0.05),
-    "lr 0.2": dict(lr=0.2),
-    "noisy target (the reference's)": dict(target="noisy"),
-    "median + palette painting": dict(painting="median-quantize"),
+    "Adam, full VAE decoder, N 6, lr 0.2": adam(decoder="full", adam_steps=6, lr=0.2),
+    "Adam, full VAE decoder, N 4, lr 0.3": adam(decoder="full", adam_steps=4, lr=0.3),
+    "Adam, full VAE decoder, N 3, lr 0.4": adam(decoder="full", adam_steps=3, lr=0.4),
+    "Adam, full VAE decoder, K 2, N 4, lr 0.3": adam(decoder="full", injection_steps=2, adam_steps=4, lr=0.3),
+    "Adam, linear-local decoder, N 4, lr 0.3": adam(decoder="linear-local", adam_steps=4, lr=0.3),
+    "Adam, N 4, lr 0.3": adam(adam_steps=4, lr=0.3),
+    "Adam, strength 0.7": adam(strength=0.7),
+    "Adam, strength 0.9": adam(strength=0.9),
+    "Adam, K 5": adam(injection_steps=5),
+    "Adam, K 1": adam(injection_steps=1),
+    "Adam, N 24": adam(adam_steps=24),
+    "Adam, N 48": adam(adam_steps=48),
+    "Adam, N 24, lr 0.05": adam(adam_steps=24, lr=0.05),
+    "Adam, lr 0.05": adam(lr=0.05),
+    "Adam, lr 0.2": adam(lr=0.2),
+    "Adam, noisy target (the reference's)": adam(target="noisy"),
+    "Adam, median + palette painting": adam(painting="median-quantize"),
+    # the loss's blur: a wider one leaves the model the detail the strokes do not paint (sun, clouds)
+    "Adam, blur 71": adam(blur_size=71),
+    "Adam, blur 101": adam(blur_size=101),
+    "Adam, phases late, strength 0.5": adam(strength=0.5),
+    "Adam, phases late, strength 0.3": adam(strength=0.3),
+    # Adam moves every latent coordinate by ~lr whatever its gradient; steepest descent moves them by it
+    "normalised GD, lr 0.1": dict(lr=0.1),
+    "normalised GD, lr 0.2": dict(lr=0.2),
+    "normalised GD, lr 0.03": dict(lr=0.03),
+    "normalised GD, lr 0.1, blur 71": dict(lr=0.1, blur_size=71),
+    "normalised GD, lr 0.05, blur 71": dict(blur_size=71),
+    "normalised GD, lr 0.05, full VAE decoder": dict(decoder="full"),
+    "normalised GD, lr 0.05, linear-local decoder": dict(decoder="linear-local"),
+    "normalised GD, lr 0.05, strength 0.9": dict(strength=0.9),
+    "normalised GD, lr 0.05, K 5": dict(injection_steps=5),
 }
 
 
@@ -54,9 +78,10 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--only", nargs="*", default=None)
+    parser.add_argument("--seed", type=int, default=QUICK.seed, help="noise seed of the first scene")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model, classifier, plan = load_model(args.model), load_classifier(), QUICK
+    model, classifier, plan = load_model(args.model), load_classifier(), replace(QUICK, seed=args.seed)
     scenes = eval_scenes(plan.scenes)
     refs = realism_references(model, classifier, plan)
 

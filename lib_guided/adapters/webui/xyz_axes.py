@@ -27,6 +27,7 @@ AXES: tuple[tuple[str, str], ...] = (
     ("blur_size", "both"),
     ("decoder", "both"),
     ("target", "both"),
+    ("optimiser", "both"),
     ("region_weight", "both"),
     ("region_mode", "both"),
     ("inversion_cfg", "img2img"),
