@@ -155,8 +155,8 @@ def train_unet(
     """Train in place; returns (EMA ModuleDict {"unet", "text_encoder"}, steps done, training seconds),
     both counted over every resumed sitting.
 
-    ``checkpoint(ema_modules, step)`` is called every ``checkpoint_every`` steps, and the full training
-    state is saved to ``state_dir`` then too (and loaded from it first, when it holds one). Past
+    ``checkpoint(ema_modules, step, seconds)`` is called every ``checkpoint_every`` steps, and the full
+    training state is saved to ``state_dir`` then too (and loaded from it first, when it holds one). Past
     ``deadline`` (a ``time.time()`` value) training stops early, keeping the EMA weights reached so far:
     a busy machine then costs quality, not the time budget.
     """
@@ -199,7 +199,7 @@ def train_unet(
                     state_dir, models, ema, opt, sched, gen, step + 1, before + time.time() - started, lineage
                 )
             if checkpoint is not None:
-                checkpoint(ema.model, step + 1)
+                checkpoint(ema.model, step + 1, before + time.time() - started)
     seconds = before + time.time() - started
     if state_dir is not None:
         save_state(state_dir, models, ema, opt, sched, gen, done, seconds, lineage)

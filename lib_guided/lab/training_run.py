@@ -157,10 +157,11 @@ def run(args) -> dict:
     report["params"].update(unet=mc.parameter_count(unet), text_encoder=mc.parameter_count(text_encoder))
     log(f"parameters {report['params']}")
 
-    def checkpoint(ema_models, step):
+    def checkpoint(ema_models, step, seconds):
         save_pipeline(out, unet=ema_models["unet"], text_encoder=ema_models["text_encoder"])
         log(f"checkpoint at unet step {step} written to {out}")
-        _write_report(out, {**report, "unet_steps_done": step})
+        # the seconds too: a run stopped after a checkpoint ships it with its cost (model_quality reads it)
+        _write_report(out, {**report, "unet_steps_done": step, "unet_seconds": round(seconds, 1)})
 
     t0 = time.time()
     ema, report["unet_steps_done"], report["unet_seconds"] = train_unet(
