@@ -19,30 +19,33 @@ import pytest
 from lib_guided.lab.report_claims import claims
 from lib_guided.stroke_job import StrokeSettings
 
-# Measured on the shipped model (VAE + 19685 UNet steps: 5685, then 14000 with min-SNR weighting on a
-# cosine schedule, one CPU thread) with the quick plan (python -m lib_guided.lab report --quick --out
-# docs/lab --threads 2; docs/lab/report.md): 727 s. The 8685-step model before it in brackets.
+# Measured on the shipped model (VAE + 25185 UNet steps: 5685, 14000 with min-SNR weighting on a cosine
+# schedule, then 5500 on a second cosine) with GradOP+'s normalised step, on the quick plan (python -m
+# lib_guided.lab report --quick --out docs/lab --threads 2; docs/lab/report.md): 896 s. The 19685-step
+# model with the paper's Adam step before it in brackets.
 MEASURED = {
-    "gradop_plus_vs_sdedit": {"fd_ratio": 1.51, "gradop_plus_fd": 30.4, "sdedit_fd_matched": 20.1},  # [1.36]
-    "aidi_vs_ddim": {"ddim_psnr": 28.43, "aidi_a_psnr": 33.12, "vae_ceiling_psnr": 33.13},  # [28.29, 33.11]
-    # binding without / with region control in the default prompts mode (the paint-with-words bias: 0.776
-    # with) [0.897, 0.828 with the bias]
-    "region_control": {"without": 0.810, "with": 0.983},
-    # GradOP+ through the default decoder against the full VAE (stroke MSE, FD), quick plan [+23.8 %, -2.8 %]
-    "linear_anchored_half": {"faithfulness_change": 0.125, "realism_change": -0.054},
-    # AIDI-A early exit within 0.3 dB of 5 fixed iterations: evaluations per step at 10 steps (tol 1e-2) and
-    # 20 (tol 3e-2) [1.97, 1.05]
-    "aidi_a_early_exit": {10: 1.95, 20: 1.05},
+    "gradop_plus_vs_sdedit": {"fd_ratio": 1.12, "gradop_plus_fd": 24.3, "sdedit_fd_matched": 21.6},  # [1.51]
+    "aidi_vs_ddim": {"ddim_psnr": 28.47, "aidi_a_psnr": 33.11, "vae_ceiling_psnr": 33.13},  # [28.43, 33.12]
+    # binding without / with region control in the default prompts mode [0.810, 0.983]
+    "region_control": {"without": 0.862, "with": 0.966},
+    # GradOP+ through the default decoder against the full VAE (stroke MSE, FD) [+12.5 %, -5.4 %]
+    "linear_anchored_half": {"faithfulness_change": 0.013, "realism_change": -0.105},
+    # linear-local [+1.2 %, -15.1 %]; the plain linear map against the anchored one: stroke MSE 0.63x, FD
+    # 0.71x [0.57x, 0.50x]: the normalised step makes even the plain map far less harmful
+    "linear_local": {"faithfulness_change": 0.009, "realism_change": -0.066},
+    # AIDI-A early exit within 0.3 dB of 5 fixed iterations: evaluations per step at 10 steps (tol 3e-3) and
+    # 20 (tol 1e-2) [1.95 at tol 1e-2, 1.05 at 3e-2]
+    "aidi_a_early_exit": {10: 2.80, 20: 1.16},
     # AIDI-A editing at 10 steps with the default attention injection 0.6 (12 scenes): the automatic mask
-    # keeps 31.43 dB outside the object, the object's own mask 31.75, no mask 24.69; edit success 1.0
-    # (object mask 1.0); without injection the automatic mask gives 25.78 dB and 0.833 [gap 1.10 dB, 0.917]
-    "auto_mask": {"gap_to_object_db": 0.32, "auto_edit_success": 1.0, "no_injection_gain_db": 5.65},
-    # text-only FD against the VAE round trip's 11.27 (ratio 1.70) [0.656, 31.3, 110.8]
-    "model_quality": {"caption_accuracy": 0.844, "text_only_fd": 19.1, "text_only_texture_fd": 89.5},
+    # keeps 30.85 dB outside the object, the object's own mask 31.47, no mask 25.86; edit success 1.0
+    # (object mask 1.0); without injection the automatic mask gives 24.88 dB and 0.75 [gap 0.32 dB, 5.65]
+    "auto_mask": {"gap_to_object_db": 0.61, "auto_edit_success": 1.0, "no_injection_gain_db": 5.97},
+    # text-only FD against the VAE round trip's 11.27 (ratio 1.48) [0.844, 19.1, 89.5]
+    "model_quality": {"caption_accuracy": 0.9375, "text_only_fd": 16.7, "text_only_texture_fd": 77.3},
 }
 
 # GradOP+ must beat SDEdit's realism at the same stroke faithfulness: FD(GradOP+) / FD(SDEdit) at most
-# this. The paper's claim; NOT met on this world by the shipped model (1.51), see the xfail below.
+# this. The paper's claim; NOT met on this world by the shipped model (1.12), see the xfail below.
 MAX_GRADOP_PLUS_FD_RATIO = 0.9
 # 10-step AIDI-A reconstruction: at least this many dB above 10-step DDIM inversion (measured 4.69) ...
 MIN_AIDI_GAIN_DB = 4.0
@@ -54,27 +57,28 @@ MAX_AIDI_GAP_TO_CEILING_DB = 1.0
 MIN_BINDING_GAIN = 0.05
 MIN_BINDING_WITH_CONTROL = 0.9
 # The default gradient decoder (linear-anchored-half) against the full VAE, as fractions: the stroke MSE
-# may be at most this much higher (measured +12.5 %; +23.8 % on the 8685-step model; issue 11's target
-# is 5 %) ...
-MAX_ANCHORED_FAITHFULNESS_LOSS = 0.15
+# may be at most this much higher (issue 11's target; measured +1.3 % with the normalised step, +12.5 %
+# with Adam on the 19685-step model) ...
+MAX_ANCHORED_FAITHFULNESS_LOSS = 0.05
 # linear-local, the map refitted around the first phase's latent: stroke MSE at most this much higher
-# than the full VAE's (issue 11's target; measured +1.2 % in tests/measure/local_refit_levers.py).
+# than the full VAE's (issue 11's target; measured +0.9 %).
 MAX_LOCAL_FAITHFULNESS_LOSS = 0.05
-# ... and the FD of either decoder at most this much higher (the default measured -5.4 %, i.e. more
+# ... and the FD of either decoder at most this much higher (measured -10.5 % and -6.6 %, i.e. more
 # realistic than the full VAE's).
 MAX_ANCHORED_REALISM_LOSS = 0.05
 # AIDI-A's early exit: at most this many model evaluations per step at a tolerance within 0.3 dB of the
-# 5-iteration result, per step count (issue 13's targets; measured 1.95 and 1.05).
+# 5-iteration result, per step count (issue 13's targets; measured 2.80 and 1.16).
 MAX_AIDI_A_EVALS_PER_STEP = {10: 3.0, 20: 2.0}
 # The automatic edit mask (at the default attention injection): background PSNR at most this far below
-# the object's own mask (measured 0.32 dB; issue 13's target 1 dB), edit success at least this (measured
-# 1.0), and attention injection worth at least this much background PSNR (measured 5.65).
+# the object's own mask (measured 0.61 dB; issue 13's target 1 dB), edit success at least this (measured
+# 1.0), and attention injection worth at least this much background PSNR (measured 5.97).
 MAX_AUTO_MASK_GAP_DB = 1.0
 MIN_AUTO_MASK_EDIT_SUCCESS = 0.9
 MIN_INJECTION_GAIN_DB = 3.0
-# The base model: text-only samples right by the classifier at least this often (measured 0.844; issue 15's
-# target 0.9), and their FD at most this multiple of the VAE round trip's (measured 1.70; the target 2).
-MIN_CAPTION_ACCURACY = 0.75
+# The base model: text-only samples right by the classifier at least this often (issue 15's target 0.9;
+# measured 0.9375 of 32 samples, one sample is 0.031), and their FD at most this multiple of the VAE round
+# trip's (measured 1.48; the target 2).
+MIN_CAPTION_ACCURACY = 0.875
 MAX_TEXT_ONLY_FD_OVER_VAE = 2.0
 
 
@@ -117,10 +121,10 @@ def test_realism_metric_separates_real_from_strokes(report):
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="measured on the shipped model: GradOP+ FD 30.4 vs SDEdit 20.1 at matched faithfulness (ratio "
-    "1.51; 1.36 on the 8685-step model, 1.71 on the 5685-step one). SDEdit starts from flat strokes that are "
-    "nearly the scene, and a stronger model makes them look real; GradOP+ starts from noise (text-only FD "
-    "19.1, caption accuracy 0.84; docs/lab/report.md, README). "
+    reason="measured on the shipped model: GradOP+ FD 24.3 vs SDEdit 21.6 at matched faithfulness (ratio "
+    "1.12 with the normalised step; the paper's Adam step 1.51 on the 19685-step model). SDEdit starts from "
+    "flat strokes that are nearly the scene; two sets of real scenes are FD 11.7 apart at these 32 images "
+    "(docs/lab/report.md, README). "
     "strict: the day it holds, this xfail fails and must be removed",
 )
 def test_gradop_plus_is_more_realistic_than_sdedit_at_matched_faithfulness(report):
@@ -142,9 +146,10 @@ def test_aidi_a_reconstructs_far_better_than_ddim_inversion_and_near_the_vae_cei
 def test_the_anchor_makes_the_linear_decoder_usable(report):
     rows = {r["decoder"]: r for r in claims(report)["decoders"]}
     anchored, linear = rows["linear-anchored"], rows["linear"]
-    # the anchor is what makes the linear map usable on this (far from linear) VAE
+    # the anchor is what makes the linear map usable on this (far from linear) VAE; with the normalised
+    # step the plain map harms less, so the FD bound is looser than the stroke MSE's (MEASURED)
     assert anchored["faithfulness_mse"] < 0.7 * linear["faithfulness_mse"], rows
-    assert anchored["realism_fd"] < 0.7 * linear["realism_fd"], rows
+    assert anchored["realism_fd"] < 0.8 * linear["realism_fd"], rows
 
 
 @pytest.mark.slow
@@ -195,4 +200,4 @@ def test_the_shipped_model_draws_most_of_its_captions(report):
     assert quality["caption_accuracy"] >= MIN_CAPTION_ACCURACY, quality
     ratio = quality["text_only_fd"]["realism_fd"] / report["vae_vs_real_fd"]
     assert ratio <= MAX_TEXT_ONLY_FD_OVER_VAE, (ratio, quality)
-    assert quality["unet_steps"] >= 19685
+    assert quality["unet_steps"] >= 25185
