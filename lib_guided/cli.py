@@ -16,7 +16,7 @@ from lib_guided.gradop.decoders.factory import DECODERS
 from lib_guided.gradop.optimise import OPTIMISERS, TARGETS, GradOPSettings
 from lib_guided.images import image_to_tensor, psnr, save_image
 from lib_guided.inversion.invert import SOLVERS, InversionSettings
-from lib_guided.params import parse_palette_item
+from lib_guided.palette_text import parse_palette_item
 from lib_guided.pipeline import DEFAULT_CFG, DEFAULT_STEPS, METHODS, edit_image, generate
 from lib_guided.regions.attention import REGION_MODES
 from lib_guided.stroke_job import PAINTINGS, StrokeSettings

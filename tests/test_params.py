@@ -4,14 +4,8 @@ import pytest
 
 from lib_guided.errors import GuidedInputError
 from lib_guided.inversion.invert import InversionSettings
-from lib_guided.params import (
-    FIELD_BY_NAME,
-    FIELDS,
-    GuidedParams,
-    format_palette,
-    newer_field_from_infotext,
-    parse_palette,
-)
+from lib_guided.palette_text import format_palette, parse_palette
+from lib_guided.params import FIELD_BY_NAME, FIELDS, GuidedParams, newer_field_from_infotext
 
 PALETTE = [{"color": "#d03030", "phrase": "red barn", "weight": 1.5}, {"color": "#3050c0", "phrase": "lake"}]
 

@@ -10,7 +10,8 @@ from PIL import Image
 from lib_guided.adapters.webui.args import canvas_image
 from lib_guided.adapters.webui.host import WEBUI, WebUIHost
 from lib_guided.adapters.webui.host_choices import choices_for
-from lib_guided.params import BEFORE_FIELD_EXISTED, FIELDS, Field, newer_field_from_infotext, parse_palette
+from lib_guided.palette_text import parse_palette
+from lib_guided.params import BEFORE_FIELD_EXISTED, FIELDS, Field, newer_field_from_infotext
 from lib_guided.strokes.io import load_strokes
 from lib_guided.strokes.palette import extract_palette
 
