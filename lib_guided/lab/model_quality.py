@@ -17,6 +17,36 @@ from lib_guided.lab.caption_eval import caption_accuracy
 from lib_guided.lab.world import Scene
 
 
+def shown_path(folder: Path | None) -> str:
+    """The model folder relative to the repository when it lies inside it (no machine's paths in docs)."""
+    if not folder:
+        return ""
+    root = Path(__file__).resolve().parents[2]
+    resolved = Path(folder).resolve()
+    return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(folder)
+
+
+def model_note(folder: Path) -> str:
+    """Which training step the folder holds, from the training run's own records."""
+    summary = folder / "lab_training.json"
+    if summary.is_file():
+        run = json.loads(summary.read_text())
+        done, before = run.get("unet_steps_done", "?"), run.get("init_unet_steps")
+        in_all = f" ({before + done} in all)" if isinstance(before, int) and isinstance(done, int) else ""
+        return f"final, {done} UNet steps{in_all}"
+    log = folder / "train_log.txt"
+    steps = (
+        [
+            line.split("unet step ")[1].split()[0]
+            for line in log.read_text().splitlines()
+            if "checkpoint at unet step" in line
+        ]
+        if log.is_file()
+        else []
+    )
+    return f"intermediate checkpoint, UNet step {steps[-1]}" if steps else "unknown training state"
+
+
 def training_summary(folder: Path | None) -> dict:
     """UNet steps, training seconds and device from the folder's lab_training.json.
 

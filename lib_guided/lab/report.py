@@ -21,7 +21,7 @@ from lib_guided.lab import binding_eval, editing_eval, inversion_eval, realism
 from lib_guided.lab.classifier import WEIGHTS, LabClassifier, load_classifier
 from lib_guided.lab.eval_scenes import eval_scenes, reference_images, stack_images
 from lib_guided.lab.metrics import faithfulness_mse, frechet_distance
-from lib_guided.lab.model_quality import model_quality
+from lib_guided.lab.model_quality import model_note, model_quality, shown_path
 from lib_guided.lab.report_grids import example_grids
 from lib_guided.lab.report_plan import (
     EARLY_EXIT_REFERENCE_ITERATIONS,
@@ -244,24 +244,6 @@ def _finite_mean(values: torch.Tensor) -> float:
     return float(finite.mean()) if len(finite) else math.inf
 
 
-def model_note(folder: Path) -> str:
-    """Which training step the folder holds, from the training run's own records."""
-    summary = folder / "lab_training.json"
-    if summary.is_file():
-        return f"final, {json.loads(summary.read_text()).get('unet_steps_done', '?')} UNet steps"
-    log = folder / "train_log.txt"
-    steps = (
-        [
-            line.split("unet step ")[1].split()[0]
-            for line in log.read_text().splitlines()
-            if "checkpoint at unet step" in line
-        ]
-        if log.is_file()
-        else []
-    )
-    return f"intermediate checkpoint, UNet step {steps[-1]}" if steps else "unknown training state"
-
-
 def classifier_summary(path: Path = WEIGHTS) -> dict:
     """The shipped classifier's validation accuracies, stored in its safetensors metadata."""
     from safetensors import safe_open
@@ -319,7 +301,7 @@ def run_report(
     editing, edited, edit_scenes = run_editing(model, classifier, plan, timer)
 
     report = {
-        "model": str(model_folder or ""),
+        "model": shown_path(model_folder),
         "model_note": model_note(model_folder) if model_folder else "",
         "plan_name": plan_name,
         "plan": plan.to_json(),

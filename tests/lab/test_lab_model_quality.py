@@ -16,7 +16,7 @@ from lib_guided.adapters.diffusers_model import SHIPPED_MODEL_FOLDER as MODEL_FO
 from lib_guided.lab.caption_eval import caption_accuracy, caption_hits, proposals
 from lib_guided.lab.classifier import WEIGHTS, load_classifier
 from lib_guided.lab.eval_scenes import eval_scenes, stack_images
-from lib_guided.lab.model_quality import model_quality, training_summary
+from lib_guided.lab.model_quality import model_note, model_quality, shown_path, training_summary
 from lib_guided.lab.report_markdown import _model_quality
 from lib_guided.lab.world import make_scene, scene_seed
 
@@ -94,6 +94,16 @@ def test_training_summary_adds_the_initial_run_and_defaults_to_cpu(tmp_path):
     assert training_summary(folder) == {"unet_steps": 10, "train_seconds": 5.0, "device": gpu}
     nothing = {"unet_steps": None, "train_seconds": None, "device": None}
     assert training_summary(tmp_path / "missing") == nothing
+
+
+def test_model_note_counts_the_initial_run_and_the_path_is_the_repositorys(tmp_path):
+    folder = _training_file(tmp_path, unet_steps_done=300, unet_seconds=1.0, init_unet_steps=5685)
+    assert model_note(folder) == "final, 300 UNet steps (5985 in all)"
+    folder = _training_file(tmp_path, unet_steps_done=10, unet_seconds=1.0)
+    assert model_note(folder) == "final, 10 UNet steps"
+    # a report run from any checkout names the shipped model the same way; other folders as given
+    assert shown_path(MODEL_FOLDER.resolve()) == "lib_guided/lab/model"
+    assert shown_path(tmp_path) == str(tmp_path)
 
 
 def test_training_summary_of_the_shipped_model():
