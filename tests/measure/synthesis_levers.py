@@ -68,6 +68,26 @@ VARIANTS = {
     "normalised GD, lr 0.05, blur 71": dict(blur_size=71),
     "normalised GD, lr 0.05, full VAE decoder": dict(decoder="full"),
     "normalised GD, lr 0.05, linear-local decoder": dict(decoder="linear-local"),
+    # issue 11: the full VAE's passes cut by fewer normalised steps at a proportionally larger lr
+    "normalised GD, full VAE decoder, N 6, lr 0.1": dict(decoder="full", adam_steps=6, lr=0.1),
+    "normalised GD, full VAE decoder, N 4, lr 0.1": dict(decoder="full", adam_steps=4, lr=0.1),
+    "normalised GD, full VAE decoder, N 4, lr 0.15": dict(decoder="full", adam_steps=4, lr=0.15),
+    "normalised GD, full VAE decoder, N 3, lr 0.15": dict(decoder="full", adam_steps=3, lr=0.15),
+    "normalised GD, full VAE decoder, N 3, lr 0.2": dict(decoder="full", adam_steps=3, lr=0.2),
+    "normalised GD, full VAE decoder, N 3, lr 0.25": dict(decoder="full", adam_steps=3, lr=0.25),
+    "normalised GD, full VAE decoder, N 3, lr 0.3": dict(decoder="full", adam_steps=3, lr=0.3),
+    "normalised GD, full VAE decoder, N 2, lr 0.3": dict(decoder="full", adam_steps=2, lr=0.3),
+    "normalised GD, full VAE decoder, K 2, N 5, lr 0.12": dict(
+        decoder="full", injection_steps=2, adam_steps=5, lr=0.12
+    ),
+    "normalised GD, full VAE decoder, K 2, N 5, lr 0.18": dict(
+        decoder="full", injection_steps=2, adam_steps=5, lr=0.18
+    ),
+    "normalised GD, full VAE decoder, K 5, N 2, lr 0.3": dict(
+        decoder="full", injection_steps=5, adam_steps=2, lr=0.3
+    ),
+    "normalised GD, N 6, lr 0.1": dict(adam_steps=6, lr=0.1),
+    "normalised GD, N 4, lr 0.15": dict(adam_steps=4, lr=0.15),
     "normalised GD, lr 0.05, strength 0.9": dict(strength=0.9),
     "normalised GD, lr 0.05, K 5": dict(injection_steps=5),
 }
