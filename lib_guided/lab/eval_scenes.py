@@ -41,10 +41,13 @@ def stack_images(scenes: list[Scene], field: str = "image") -> torch.Tensor:
 
 
 def object_bindings(scene: Scene) -> list[dict]:
-    """Palette entries binding every object's stroke colour to its phrase ("red circle")."""
+    """Palette entries binding every object's stroke colour to its phrase as the caption writes it
+    ("a red circle"). The article matters: the ``prompts`` region mode encodes the phrase as a prompt of
+    its own, and the lab's text encoder only ever saw captions that start with "a" (a bare "red circle"
+    drifts: full plan, shape binding 0.891 against 0.927, colour 0.839 against 0.927)."""
     ground = {"sky", scene.background}
     palette = scene.stroke_palette.items()
-    return [{"color": c, "phrase": p, "weight": 1.0} for c, p in palette if p not in ground]
+    return [{"color": c, "phrase": f"a {p}", "weight": 1.0} for c, p in palette if p not in ground]
 
 
 @dataclass(frozen=True)

@@ -100,8 +100,9 @@ def test_crops_centre_the_painted_region():
 def test_bindings_name_every_object_and_edits_change_one_colour_word():
     for scene in eval_scenes(20):
         assert sorted(b["phrase"] for b in object_bindings(scene)) == sorted(
-            f"{o['colour']} {o['shape']}" for o in scene.objects
+            f"a {o['colour']} {o['shape']}" for o in scene.objects
         )
+        assert all(b["phrase"] in scene.caption for b in object_bindings(scene))  # nothing appended
         task = tasks_for([scene])[0]
         old = scene.objects[task.index]["colour"]
         assert task.new_colour != old
