@@ -97,7 +97,8 @@ def build(is_img2img: bool, elem_id, host: WebUIHost = WEBUI) -> tuple[list, lis
     with gr.Accordion("Guided Synthesis", open=False, elem_id=elem_id("accordion")):
         gr.HTML(
             "<p class='guided-hint'>Paint a rough colour layout, press <b>Read colours</b>, then bind "
-            "phrases to colours (a colour without a phrase only guides colour).</p>"
+            "phrases to colours, written like a short prompt (<i>a red barn</i>); a colour without a "
+            "phrase only guides colour.</p>"
         )
         with gr.Row():
             _section([f for f in FIELDS if f.group == "common"], is_img2img, elem_id, components, host)
