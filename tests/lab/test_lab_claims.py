@@ -125,7 +125,7 @@ def test_realism_metric_separates_real_from_strokes(report):
     reason="measured on the shipped model: GradOP+ FD 24.3 vs SDEdit 21.6 at matched faithfulness (ratio "
     "1.12 with the normalised step; the paper's Adam step 1.51 on the 19685-step model). SDEdit starts from "
     "flat strokes that are nearly the scene; two sets of real scenes are FD 11.7 apart at these 32 images "
-    "(docs/lab/report.md, README). "
+    "(docs/lab/report.md, README). Full plan: 1.27 (default decoder 1.12), real vs real 0.45x SDEdit's FD. "
     "strict: the day it holds, this xfail fails and must be removed",
 )
 def test_gradop_plus_is_more_realistic_than_sdedit_at_matched_faithfulness(report):
