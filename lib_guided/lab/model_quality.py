@@ -32,7 +32,8 @@ def model_note(folder: Path) -> str:
     if summary.is_file():
         run = json.loads(summary.read_text())
         done, before = run.get("unet_steps_done", "?"), run.get("init_unet_steps")
-        in_all = f" ({before + done} in all)" if isinstance(before, int) and isinstance(done, int) else ""
+        counted = isinstance(before, int) and isinstance(done, int)
+        in_all = f" ({_unet_steps_in_all(run)} in all)" if counted else ""
         return f"final, {done} UNet steps{in_all}"
     log = folder / "train_log.txt"
     steps = (
@@ -47,6 +48,11 @@ def model_note(folder: Path) -> str:
     return f"intermediate checkpoint, UNet step {steps[-1]}" if steps else "unknown training state"
 
 
+def _unet_steps_in_all(run: dict) -> int:
+    """A lab_training.json's UNet steps, the run it was initialised from included."""
+    return int(run.get("unet_steps_done", 0)) + int(run.get("init_unet_steps", 0))
+
+
 def training_summary(folder: Path | None) -> dict:
     """UNet steps, training seconds and device from the folder's lab_training.json.
 
@@ -58,7 +64,7 @@ def training_summary(folder: Path | None) -> dict:
         return {"unet_steps": None, "train_seconds": None, "device": None}
     r = json.loads(path.read_text(encoding="utf-8"))
     return {
-        "unet_steps": int(r.get("unet_steps_done", 0)) + int(r.get("init_unet_steps", 0)),
+        "unet_steps": _unet_steps_in_all(r),
         "train_seconds": round(float(r.get("unet_seconds", 0.0)) + float(r.get("init_unet_seconds", 0.0)), 1),
         "device": r.get("device", "cpu"),
     }
