@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from lib_guided.bench.cases import CFG, CaseRunner, CaseSpec, case_specs, synchronize
+from lib_guided.bench.cases import CFG, KINDS, CaseRunner, CaseSpec, case_specs, synchronize
 from lib_guided.bench.memory import PeakMemory
 from lib_guided.bench.models import ARCHS, build_bench_model
 from lib_guided.bench.report import add_ratios, machine_info, write_report
@@ -119,6 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, default=GradOPSettings.lr, help="GradOP+ rows' step size")
     parser.add_argument("--optimiser", choices=OPTIMISERS, default=GradOPSettings.optimiser)
     parser.add_argument("--solvers", nargs="+", choices=SOLVERS, default=list(SOLVERS))
+    parser.add_argument(
+        "--kinds",
+        nargs="+",
+        choices=KINDS,
+        default=list(KINDS),
+        help="which kinds of case to time (txt2img, the ratios' baseline, always runs)",
+    )
     parser.add_argument("--tol", type=float, default=InversionSettings.tol)
     parser.add_argument("--max-iter", type=int, default=InversionSettings.max_iter)
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
@@ -154,6 +161,7 @@ def resolve_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         "lr": args.lr,
         "optimiser": args.optimiser,
         "solvers": args.solvers,
+        "kinds": ["txt2img", *(k for k in args.kinds if k != "txt2img")],
         "tol": args.tol,
         "max_iter": args.max_iter,
         "threads": args.threads,
@@ -208,6 +216,7 @@ def run_all(settings: dict, log=print) -> dict:
         settings["decoders"],
         settings["solvers"],
     )
+    specs = [spec for spec in specs if spec.kind in settings.get("kinds", KINDS)]
     runner = None if settings["isolate"] else _runner(settings)
     rows = []
     for spec in specs:

@@ -210,3 +210,14 @@ def test_gradop_rows_run_the_adam_steps_asked_for_and_lose_the_default_mark():
     assert _default_case(default) == "gradop+ linear-anchored-half"
     assert _default_case({**default, "adam_steps": 2, "lr": 0.5}) is None
     assert _default_case({**default, "optimiser": "adam", "lr": 0.1}) is None  # the paper's step
+
+
+def test_kinds_time_only_the_rows_asked_for_beside_the_plain_baseline(tmp_path):
+    command = [sys.executable, "-m", "lib_guided.bench", "--arch", "tiny", "--quick", "--out", str(tmp_path)]
+    command += ["--decoders", "linear", "--kinds", "gradop+"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads((tmp_path / "bench.json").read_text())["rows"]
+    assert [r["case"] for r in rows] == ["txt2img", "gradop+ linear"]  # the baseline always runs
+    assert rows[1]["seconds_ratio_vs_plain"] > 0

@@ -73,6 +73,32 @@ def test_half_resolution_anchor_decodes_the_pooled_latent_and_is_close_after_the
     assert seen[-1] == (7, 7)  # a latent that does not pool evenly is anchored at full resolution
 
 
+class CountingModel:
+    """The tiny model with its full decoder's calls recorded (their latents' sizes)."""
+
+    def __init__(self, model) -> None:
+        self.model, self.sizes = model, []
+
+    def decode(self, z):
+        self.sizes.append(tuple(z.shape[-2:]))
+        return self.model.decode(z)
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+
+def test_the_default_decoder_renews_its_pooled_anchor_every_four_steps(tiny_model):
+    counting = CountingModel(tiny_model)
+    half = make_gradient_decoder("linear-anchored-half", counting, cache=LinearDecoderCache())
+    counting.sizes.clear()  # the linear map's fit decodes too
+    w = latent(4)
+    with torch.no_grad():
+        target, painting = two_colour_target(), BlurPainting()
+        optimise_latent(w, target, half, painting, steps=12, lr=0.05, optimiser="normalised")
+    pooled = (w.shape[-2] // 2, w.shape[-1] // 2)
+    assert counting.sizes == [pooled] * 3  # the phase start, then after steps 4 and 8: 9 per image at K 3
+
+
 def test_adam_through_the_anchored_decoder_lowers_the_full_decoders_loss(tiny_model, fitted):
     target = two_colour_target()
     changes = []

@@ -1,8 +1,10 @@
-"""Issue 15's stroke-guidance levers on the lab's quick-plan scenes: each GradOP+ variant's stroke MSE,
-classifier FD and texture FD, and both FDs over SDEdit's at the same faithfulness (SDEdit's strength sweep
-interpolated, as the report's claim does). Same scenes, seeds and scores as the report's synthesis rows.
+"""Issue 15's stroke-guidance levers on the lab's quick-plan (or full-plan) scenes: each GradOP+ variant's
+stroke MSE, classifier FD and texture FD, and both FDs over SDEdit's at the same faithfulness (SDEdit's
+strength sweep interpolated, as the report's claim does). Same scenes, seeds and scores as the report's
+synthesis rows.
 
     python tests/measure/synthesis_levers.py [--model DIR] [--threads N] [--only LABEL ...] [--seed S]
+        [--plan quick|full]
 """
 
 import argparse
@@ -18,7 +20,7 @@ from lib_guided.adapters.diffusers_model import load_model  # noqa: E402
 from lib_guided.lab.classifier import load_classifier  # noqa: E402
 from lib_guided.lab.eval_scenes import eval_scenes  # noqa: E402
 from lib_guided.lab.report import realism_references, score_setting  # noqa: E402
-from lib_guided.lab.report_plan import QUICK  # noqa: E402
+from lib_guided.lab.report_plan import FULL, QUICK  # noqa: E402
 from lib_guided.lab.synthesis_eval import (  # noqa: E402
     SynthesisSetting,
     sdedit_at,
@@ -99,9 +101,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--only", nargs="*", default=None)
     parser.add_argument("--seed", type=int, default=QUICK.seed, help="noise seed of the first scene")
+    parser.add_argument("--plan", choices=("quick", "full"), default="quick", help="the report plan's scenes")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model, classifier, plan = load_model(args.model), load_classifier(), replace(QUICK, seed=args.seed)
+    plan = replace(FULL if args.plan == "full" else QUICK, seed=args.seed)
+    model, classifier = load_model(args.model), load_classifier()
     scenes = eval_scenes(plan.scenes)
     refs = realism_references(model, classifier, plan)
 
